@@ -1,0 +1,115 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (process up), `/readyz`
+//! (the upstream answers). Plain HTTP, bound to loopback by default.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::ProxyBody;
+use crate::error::json_error;
+use crate::forward::Forwarder;
+
+pub struct AdminState {
+    pub registry: Registry,
+    pub forwarder: Arc<Forwarder>,
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+async fn route(state: &AdminState, request: &Request<Incoming>) -> Response<ProxyBody> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    match request.uri().path() {
+        "/metrics" => {
+            let encoder = TextEncoder::new();
+            let mut out = Vec::new();
+            match encoder.encode(&state.registry.gather(), &mut out) {
+                Ok(()) => text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    out,
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode metrics");
+                    json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                }
+            }
+        }
+        "/healthz" => text(
+            StatusCode::OK,
+            "application/json",
+            br#"{"status":"ok"}"#.to_vec(),
+        ),
+        "/readyz" => {
+            if state.forwarder.probe(Duration::from_secs(2)).await {
+                text(
+                    StatusCode::OK,
+                    "application/json",
+                    br#"{"ready":true}"#.to_vec(),
+                )
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    br#"{"ready":false,"reason":"upstream not answering"}"#.to_vec(),
+                )
+            }
+        }
+        _ => json_error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Serves the admin endpoints until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,103 @@
+//! The request-path error type and the only place where an error becomes an HTTP status.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use crate::body::ProxyBody;
+
+/// Everything that can stop a request inside the proxy. Client faults map to 4xx,
+/// upstream faults to 502/504. Messages are short and never carry internal detail.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    #[error("request body too large")]
+    BodyTooLarge,
+    #[error("request body not received in time")]
+    BodyTimeout,
+    #[error("malformed request")]
+    BadRequest,
+    #[error("upstream unavailable")]
+    UpstreamConnect(UpstreamErrorKind),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("upstream error")]
+    UpstreamProtocol,
+    #[error("not found")]
+    NotFound,
+}
+
+/// Bounded label values for the `upstream_errors_total` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    ConnectTimeout,
+    Tls,
+}
+
+impl ProxyError {
+    /// The one mapping from error to status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::UpstreamConnect(_) | Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// Label for `upstream_errors_total`, when this error came from the upstream.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::UpstreamConnect(UpstreamErrorKind::Connect) => Some("connect"),
+            Self::UpstreamConnect(UpstreamErrorKind::ConnectTimeout) => Some("connect_timeout"),
+            Self::UpstreamConnect(UpstreamErrorKind::Tls) => Some("tls"),
+            Self::UpstreamTimeout => Some("timeout"),
+            Self::UpstreamProtocol => Some("protocol"),
+            _ => None,
+        }
+    }
+
+    pub fn into_response(self) -> Response<ProxyBody> {
+        json_error(self.status(), &self.to_string())
+    }
+}
+
+/// A short JSON error: `{"error": "...", "status": N}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "error": message, "status": status.as_u16() }).to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Why the proxy could not start. Every variant happens before traffic is served.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}

@@ -1,0 +1,148 @@
+//! kms-proxy: a TLS-terminating sidecar that decides who the caller is and forwards the
+//! request to the key-management core with the identity in `X-KMS-User`.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod identity;
+pub mod metrics;
+pub mod server;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ServerCert};
+use crate::error::StartError;
+use crate::forward::Forwarder;
+use crate::metrics::Metrics;
+use crate::tls::CertStore;
+
+/// A proxy whose ports are bound and whose certificates are loaded, ready to run.
+pub struct App {
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    shared: Arc<server::Shared>,
+    admin: Arc<admin::AdminState>,
+    reload: Option<(Arc<CertStore>, ServerCert)>,
+    config: Config,
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
+
+impl App {
+    /// Loads certificates, builds the upstream client, binds both listeners.
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry)?;
+        let (acceptor, reload) = match &config.server_cert {
+            Some(source) => {
+                let loaded = tls::load_server_cert(source)?;
+                metrics.cert_not_after.set(loaded.not_after);
+                let store = Arc::new(CertStore::new(&loaded));
+                let acceptor = TlsAcceptor::from(tls::server_config(store.clone())?);
+                (Some(acceptor), Some((store, source.clone())))
+            }
+            None => (None, None),
+        };
+        let upstream_tls = match config.upstream {
+            config::Upstream::Https { .. } => {
+                Some(tls::upstream_client_config(&config.upstream_tls)?)
+            }
+            _ => None,
+        };
+        let forwarder = Arc::new(Forwarder::new(&config, upstream_tls, metrics.clone())?);
+        let listener = bind(config.listen).await?;
+        let admin_listener = bind(config.admin_address).await?;
+        let shared = Arc::new(server::Shared {
+            forwarder: forwarder.clone(),
+            metrics,
+            limits: config.limits.clone(),
+            default_username: config.default_username.clone(),
+            tls: acceptor,
+        });
+        let admin = Arc::new(admin::AdminState {
+            registry,
+            forwarder,
+        });
+        Ok(Self {
+            listener,
+            admin_listener,
+            shared,
+            admin,
+            reload,
+            config,
+        })
+    }
+
+    /// The address clients connect to (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin_listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let address = self.local_addr()?;
+        let admin_address = self.admin_addr()?;
+        if self.shared.tls.is_none() {
+            tracing::warn!(
+                "INSECURE: serving plain HTTP without TLS (insecure_http); credentials and keys cross the network in clear. Development only."
+            );
+        }
+        tracing::warn!(
+            default_username = %self.config.default_username,
+            "no authentication method is configured: every request is forwarded as the default user"
+        );
+        tracing::info!(address = %admin_address, "admin listening on http://{admin_address}");
+        tracing::info!(address = %address, upstream = ?self.config.upstream, "kms-proxy listening on {scheme}://{address}");
+
+        let (stop, stopped) = watch::channel(false);
+        let reloader = self.reload.map(|(store, source)| {
+            tokio::spawn(tls::watch_reload(
+                store,
+                source,
+                self.config.cert_reload_interval,
+                self.shared.metrics.clone(),
+                stopped.clone(),
+            ))
+        });
+        let admin = tokio::spawn(admin::serve(
+            self.admin_listener,
+            self.admin,
+            stopped.clone(),
+        ));
+        let main = tokio::spawn(server::serve(self.listener, self.shared, stopped));
+        shutdown.await;
+        tracing::info!("shutdown requested");
+        let _ = stop.send(true);
+        let _ = main.await;
+        admin.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
+        tracing::info!("kms-proxy stopped");
+        Ok(())
+    }
+}
