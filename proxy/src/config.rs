@@ -347,7 +347,7 @@ pub fn load(flags: &Flags) -> Result<RawConfig, ConfigError> {
         .merge(DotEnv::load(Path::new(".env"), &known)?)
         .merge(
             Env::prefixed(ENV_PREFIX)
-                .filter(move |k| known_env.contains(k.as_str()))
+                .filter(move |k| known_env.contains(&k.as_str().to_ascii_lowercase()))
                 .lowercase(true),
         )
         .merge(Serialized::defaults(flags));
