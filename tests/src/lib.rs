@@ -20,3 +20,23 @@ pub fn tls_args(cert: &CertFiles, upstream: &str) -> Vec<String> {
         upstream.into(),
     ]
 }
+
+/// The value of one sample (`name{labels}` exactly as exported) in Prometheus text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Fetches the proxy's /metrics text.
+pub async fn scrape(proxy: &Proxy) -> anyhow::Result<String> {
+    Ok(reqwest::get(proxy.admin_url("/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}

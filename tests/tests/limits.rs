@@ -1,0 +1,340 @@
+//! Bounds on every input: slow headers, oversized headers and bodies, upstream connect and
+//! response timeouts, idle keep-alive, connection limit. Errors are short JSON bodies.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use kms_tests::client::{https, raw_http1, split_response, tls_config, tls_connect};
+use kms_tests::{Echo, ProxyCommand, TestPki, Validity, metric, scrape, tls_args};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Reads until the peer closes; returns how long that took.
+async fn time_to_close<S: AsyncReadExt + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), stream.read(&mut buf))
+            .await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn json_of(response: reqwest::Response) -> Result<(u16, serde_json::Value)> {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    Ok((status, response.json().await?))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cuts_clients_that_send_headers_too_slowly() -> Result<()> {
+    let pki = TestPki::new("slow")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .args(["--header-read-timeout", "1"])
+        .spawn()?;
+    let config = tls_config(&pki.ca_pem, &[&rustls::version::TLS13], &[b"http/1.1"])?;
+    let mut stream = tls_connect(config, proxy.port()).await?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .await?;
+    let closed = time_to_close(&mut stream, Duration::from_secs(10)).await;
+    let closed = closed.expect("a client stalled in its headers was not cut");
+    assert!(
+        closed >= Duration::from_millis(800),
+        "cut too early: {closed:?}"
+    );
+    assert_eq!(echo.count(), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejects_oversized_headers_and_bodies_before_the_upstream() -> Result<()> {
+    let pki = TestPki::new("size")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .args(["--max-body-size", "1024", "--max-header-size", "4096"])
+        .spawn()?;
+    let client = https(&pki.ca_pem)?;
+
+    let (status, body) = json_of(
+        client
+            .get(proxy.url("/"))
+            .header("x-big", "a".repeat(5000))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(
+        (status, body),
+        (
+            431,
+            json!({"error": "request headers too large", "status": 431})
+        )
+    );
+
+    let (status, body) = json_of(
+        client
+            .post(proxy.url("/"))
+            .body(vec![0u8; 2048])
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(
+        (status, body),
+        (
+            413,
+            json!({"error": "request body too large", "status": 413})
+        )
+    );
+    assert_eq!(echo.count(), 0, "an oversized request reached the upstream");
+
+    // Chunked: the size is only known while streaming.
+    let chunks =
+        futures_util::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(vec![1u8; 512])));
+    let (status, _) = json_of(
+        client
+            .post(proxy.url("/"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 413);
+
+    // Exactly at the limit passes.
+    let ok = client
+        .post(proxy.url("/"))
+        .body(vec![0u8; 1024])
+        .send()
+        .await?;
+    assert_eq!(ok.status(), 200);
+
+    // Far past hyper's own cap the connection still gets a 431, never a crash.
+    let raw = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Huge: {}\r\n\r\n",
+        "b".repeat(64 * 1024)
+    );
+    let response = raw_http1(&pki.ca_pem, proxy.port(), raw.as_bytes()).await?;
+    assert!(
+        split_response(&response).0.starts_with("HTTP/1.1 431"),
+        "{response}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_408_when_a_request_body_stalls() -> Result<()> {
+    let pki = TestPki::new("stall")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .args(["--body-read-timeout", "1"])
+        .spawn()?;
+    let config = tls_config(&pki.ca_pem, &[&rustls::version::TLS13], &[b"http/1.1"])?;
+    let mut stream = tls_connect(config, proxy.port()).await?;
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await?;
+    let mut response = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut response)).await??;
+    let text = String::from_utf8_lossy(&response[..n]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.ends_with(r#"{"error":"request body not received in time","status":408}"#),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn maps_upstream_failures_to_502_and_504() -> Result<()> {
+    let pki = TestPki::new("up")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let client = https(&pki.ca_pem)?;
+
+    // Nothing listens: connection refused, 502.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let closed_url = format!("http://{}", closed.local_addr()?);
+    drop(closed);
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &closed_url))
+        .spawn()?;
+    let (status, body) = json_of(client.get(proxy.url("/")).send().await?).await?;
+    assert_eq!(
+        (status, body),
+        (502, json!({"error": "upstream unavailable", "status": 502}))
+    );
+    let metrics = scrape(&proxy).await?;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"kms_proxy_upstream_errors_total{kind="connect"}"#
+        ),
+        Some(1.0)
+    );
+
+    // Accepts TCP but never completes TLS: the connect deadline gives 502.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let silent_url = format!("https://localhost:{}", silent.local_addr()?.port());
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &silent_url))
+        .args([
+            "--upstream-ca-cert-file",
+            &pki.ca_file.display().to_string(),
+        ])
+        .args(["--upstream-connect-timeout", "0.5"])
+        .spawn()?;
+    let start = Instant::now();
+    let (status, body) = json_of(client.get(proxy.url("/")).send().await?).await?;
+    assert_eq!(
+        (status, body),
+        (502, json!({"error": "upstream unavailable", "status": 502}))
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let metrics = scrape(&proxy).await?;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"kms_proxy_upstream_errors_total{kind="connect_timeout"}"#
+        ),
+        Some(1.0)
+    );
+    hold.abort();
+
+    // Answers too slowly: 504.
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .args(["--upstream-timeout", "0.5"])
+        .spawn()?;
+    let (status, body) = json_of(client.get(proxy.url("/slow/3000")).send().await?).await?;
+    assert_eq!(
+        (status, body),
+        (
+            504,
+            json!({"error": "upstream did not answer in time", "status": 504})
+        )
+    );
+    let metrics = scrape(&proxy).await?;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"kms_proxy_upstream_errors_total{kind="timeout"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"kms_proxy_requests_total{auth_method="none",method="GET",outcome="upstream_error",status_class="5xx"}"#
+        ),
+        Some(1.0)
+    );
+    // Fast enough: fine.
+    assert_eq!(
+        client.get(proxy.url("/slow/10")).send().await?.status(),
+        200
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closes_idle_keep_alive_connections() -> Result<()> {
+    let pki = TestPki::new("idle")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .args(["--idle-timeout", "1"])
+        .spawn()?;
+    let config = tls_config(&pki.ca_pem, &[&rustls::version::TLS13], &[b"http/1.1"])?;
+    let mut stream = tls_connect(config, proxy.port()).await?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await??;
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The response is complete; now the connection idles until the proxy closes it.
+    let closed = time_to_close(&mut stream, Duration::from_secs(10)).await;
+    let closed = closed.expect("idle keep-alive connection was never closed");
+    assert!(
+        closed >= Duration::from_millis(700),
+        "closed too early: {closed:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_concurrent_connections() -> Result<()> {
+    let pki = TestPki::new("maxconn")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .args(["--max-connections", "2"])
+        .spawn()?;
+    let config = tls_config(&pki.ca_pem, &[&rustls::version::TLS13], &[b"http/1.1"])?;
+    let first = tls_connect(config.clone(), proxy.port()).await?;
+    let _second = tls_connect(config.clone(), proxy.port()).await?;
+    let third = tokio::time::timeout(
+        Duration::from_secs(5),
+        tls_connect(config.clone(), proxy.port()),
+    )
+    .await?;
+    assert!(
+        third.is_err(),
+        "a third connection was served with max_connections = 2"
+    );
+    let metrics = scrape(&proxy).await?;
+    assert_eq!(
+        metric(&metrics, "kms_proxy_connections_rejected_total"),
+        Some(1.0)
+    );
+    assert_eq!(metric(&metrics, "kms_proxy_open_connections"), Some(2.0));
+    drop(first);
+    // Once one closes, a new connection is served again.
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(mut s) = tls_connect(config.clone(), proxy.port()).await {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut buf = vec![0u8; 64];
+            if let Ok(n) = s.read(&mut buf).await {
+                ok = buf[..n].starts_with(b"HTTP/1.1 200");
+            }
+            if ok {
+                break;
+            }
+        }
+    }
+    assert!(ok, "no connection accepted after one closed");
+    Ok(())
+}
