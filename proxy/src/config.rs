@@ -23,12 +23,44 @@ pub const ENV_PREFIX: &str = "KMS_";
 /// A configuration problem found before start. The message always names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
+    #[error("{}", describe(.0))]
     Source(Box<figment::Error>),
     #[error("invalid value for `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
     #[error("cannot read the .env file {path}: {reason}")]
     DotEnv { path: PathBuf, reason: String },
+}
+
+/// One line per problem, naming the key and where its value came from.
+fn describe(error: &figment::Error) -> String {
+    let lines: Vec<String> = error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_ascii_lowercase();
+            let source = e.metadata.as_ref().map_or_else(String::new, |m| {
+                if m.name.contains("environment") && !key.is_empty() {
+                    format!(
+                        " (from environment variable {ENV_PREFIX}{})",
+                        key.to_ascii_uppercase()
+                    )
+                } else {
+                    match &m.source {
+                        Some(source) => format!(" (from {source})"),
+                        None => format!(" (from {})", m.name),
+                    }
+                }
+            });
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                format!("unknown key `{field}`{source}; see kms-proxy --help for the valid keys")
+            } else if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("invalid value for `{key}`: {}{source}", e.kind)
+            }
+        })
+        .collect();
+    lines.join("; ")
 }
 
 impl From<figment::Error> for ConfigError {
@@ -345,11 +377,10 @@ pub fn load(flags: &Flags) -> Result<RawConfig, ConfigError> {
     let known_env = known.clone();
     figment = figment
         .merge(DotEnv::load(Path::new(".env"), &known)?)
-        .merge(
-            Env::prefixed(ENV_PREFIX)
-                .filter(move |k| known_env.contains(&k.as_str().to_ascii_lowercase()))
-                .lowercase(true),
-        )
+        .merge(Env::prefixed(ENV_PREFIX).filter_map(move |k| {
+            let key = k.as_str().to_ascii_lowercase();
+            known_env.contains(&key).then(|| key.into())
+        }))
         .merge(Serialized::defaults(flags));
     Ok(figment.extract()?)
 }
