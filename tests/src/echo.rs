@@ -24,6 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
 
 type EchoBody = BoxBody<Bytes, Infallible>;
 
@@ -62,6 +63,7 @@ pub struct Echo {
     pub addr: Option<SocketAddr>,
     pub socket: Option<PathBuf>,
     task: tokio::task::JoinHandle<()>,
+    _alive: watch::Sender<()>,
 }
 
 impl Drop for Echo {
@@ -146,15 +148,25 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn serve_io<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: I, counter: Arc<AtomicUsize>) {
+/// Serves one connection until it ends or the owning [`Echo`] is dropped (then the
+/// connection is closed, as when a real upstream dies).
+fn serve_io<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: I,
+    counter: Arc<AtomicUsize>,
+    mut alive: watch::Receiver<()>,
+) {
     tokio::spawn(async move {
         let service = service_fn(move |r| {
             let c = counter.clone();
             async move { Ok::<_, Infallible>(respond(r, c).await) }
         });
-        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .serve_connection(TokioIo::new(io), service)
-            .await;
+        let builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        tokio::select! {
+            _ = connection => {}
+            _ = alive.changed() => {}
+        }
     });
 }
 
@@ -165,9 +177,10 @@ impl Echo {
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let (alive, watching) = watch::channel(());
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
-                serve_io(s, counter.clone());
+                serve_io(s, counter.clone(), watching.clone());
             }
         });
         Ok(Self {
@@ -176,6 +189,7 @@ impl Echo {
             addr: Some(addr),
             socket: None,
             task,
+            _alive: alive,
         })
     }
 
@@ -184,9 +198,10 @@ impl Echo {
         let listener = UnixListener::bind(&path)?;
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let (alive, watching) = watch::channel(());
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
-                serve_io(s, counter.clone());
+                serve_io(s, counter.clone(), watching.clone());
             }
         });
         Ok(Self {
@@ -195,6 +210,7 @@ impl Echo {
             addr: None,
             socket: Some(path),
             task,
+            _alive: alive,
         })
     }
 
@@ -223,13 +239,15 @@ impl Echo {
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let (alive, watching) = watch::channel(());
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let counter = counter.clone();
+                let watching = watching.clone();
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(s).await {
-                        serve_io(tls, counter);
+                        serve_io(tls, counter, watching);
                     }
                 });
             }
@@ -240,6 +258,7 @@ impl Echo {
             addr: Some(addr),
             socket: None,
             task,
+            _alive: alive,
         })
     }
 

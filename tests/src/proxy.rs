@@ -170,7 +170,11 @@ impl Proxy {
         logs.iter().find_map(|line| {
             let rest = &line[line.find(marker)? + marker.len()..];
             let rest = rest.split("://").nth(1)?;
-            let addr: SocketAddr = rest.split_whitespace().next()?.parse().ok()?;
+            let addr: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                .collect();
+            let addr: SocketAddr = addr.parse().ok()?;
             Some(addr)
         })
     }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use kms_tests::client::{https, raw_http1, split_response, tls_config, tls_connect};
 use kms_tests::{Echo, ProxyCommand, TestPki, Validity, metric, scrape, tls_args};
 use serde_json::json;
@@ -54,7 +54,7 @@ async fn cuts_clients_that_send_headers_too_slowly() -> Result<()> {
         .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
         .await?;
     let closed = time_to_close(&mut stream, Duration::from_secs(10)).await;
-    let closed = closed.expect("a client stalled in its headers was not cut");
+    let closed = closed.context("a client stalled in its headers was not cut")?;
     assert!(
         closed >= Duration::from_millis(800),
         "cut too early: {closed:?}"
@@ -283,7 +283,7 @@ async fn closes_idle_keep_alive_connections() -> Result<()> {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // The response is complete; now the connection idles until the proxy closes it.
     let closed = time_to_close(&mut stream, Duration::from_secs(10)).await;
-    let closed = closed.expect("idle keep-alive connection was never closed");
+    let closed = closed.context("idle keep-alive connection was never closed")?;
     assert!(
         closed >= Duration::from_millis(700),
         "closed too early: {closed:?}"
