@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one command that runs every test of the workspace (README: "Run the tests").
+# Installs what the tests need when it is missing, builds the binaries the end-to-end tests
+# start, then runs the whole suite. Nothing is skipped: a missing tool is installed here, or
+# the test that needs it fails and says how to install it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)   # promtool checks /metrics
+command -v openssl >/dev/null || missing+=(openssl)       # PKCS#12 files, as users make them
+if ((${#missing[@]})); then
+  echo "tests/run.sh: installing ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
+    echo "tests/run.sh: cannot install ${missing[*]}: run as root or: apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo build --workspace --bins --locked
+cargo test --workspace --locked "$@"
