@@ -90,12 +90,6 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if !*this.waiting {
-            // A new wait starts now: time spent while nobody polled us (a slow reader
-            // on the other side) does not count against this side.
-            this.timer.as_mut().reset(Instant::now() + *this.idle);
-            *this.waiting = true;
-        }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.waiting = false;
@@ -117,13 +111,22 @@ where
                 this.guard.take();
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.timer.poll(cx) {
-                Poll::Ready(()) => {
-                    this.fault.set(BodyFault::Timeout);
-                    Poll::Ready(Some(Err(BodyFault::Timeout.into())))
+            Poll::Pending => {
+                if !*this.waiting {
+                    // A new wait starts now. The timer is armed only when data is not ready
+                    // at once, and time spent while nobody polled us (a slow reader on the
+                    // other side) does not count against this side.
+                    this.timer.as_mut().reset(Instant::now() + *this.idle);
+                    *this.waiting = true;
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                match this.timer.poll(cx) {
+                    Poll::Ready(()) => {
+                        this.fault.set(BodyFault::Timeout);
+                        Poll::Ready(Some(Err(BodyFault::Timeout.into())))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

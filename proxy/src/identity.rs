@@ -58,6 +58,19 @@ fn normalize(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 
+/// `name` equals the normalized `owned` when compared case-insensitively with `_` as `-`.
+fn same_header(name: &str, owned: &str) -> bool {
+    name.len() == owned.len()
+        && name.bytes().zip(owned.bytes()).all(|(a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
+}
+
 impl IdentityHeaders {
     pub fn new(user_header: HeaderName) -> Self {
         let mut owned: Vec<String> = OWNED.iter().map(|s| (*s).to_owned()).collect();
@@ -69,7 +82,7 @@ impl IdentityHeaders {
     pub fn strip_inbound(&self, headers: &mut HeaderMap) {
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|name| self.owned.contains(&normalize(name.as_str())))
+            .filter(|name| self.owned.iter().any(|o| same_header(name.as_str(), o)))
             .cloned()
             .collect();
         for name in doomed {

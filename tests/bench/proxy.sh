@@ -20,17 +20,17 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 up=$(free_port)
 target/release/bench-upstream "127.0.0.1:$up" & pids+=($!)
 target/release/bench-upstream "unix:$d/up.sock" & pids+=($!)
-start_proxy() { # $1 upstream; prints the proxy's port
-  local log="$d/proxy.$RANDOM.log"
+start_proxy() { # $1 variable to set to the proxy's port, $2 upstream
+  local log="$d/proxy.$1.log"
   KMS_LOG=warn,kms_proxy=info target/release/kms-proxy --tls-cert-file "$d/cert.pem" --tls-key-file "$d/key.pem" \
-    --upstream "$1" --hostname 127.0.0.1 --port 0 --admin-address 127.0.0.1:0 2>"$log" & pids+=($!)
+    --upstream "$2" --hostname 127.0.0.1 --port 0 --admin-address 127.0.0.1:0 >"$log" 2>&1 & pids+=($!)
   for _ in $(seq 100); do
     grep -q 'kms-proxy listening on' "$log" 2>/dev/null && break; sleep 0.05
   done
-  grep -o 'listening on https://[0-9.:]*' "$log" | sed 's/.*://'
+  printf -v "$1" '%s' "$(grep -o 'listening on https://[0-9.:]*' "$log" | sed 's/.*://')"
 }
-px_tcp=$(start_proxy "http://127.0.0.1:$up")
-px_unix=$(start_proxy "unix:$d/up.sock")
+start_proxy px_tcp "http://127.0.0.1:$up"
+start_proxy px_unix "unix:$d/up.sock"
 targets=("direct http://127.0.0.1:$up/" "kms-proxy-tcp https://127.0.0.1:$px_tcp/" "kms-proxy-unix https://127.0.0.1:$px_unix/")
 if command -v haproxy >/dev/null; then
   hp=$(free_port); cat "$d/cert.pem" "$d/key.pem" > "$d/srv.pem"
