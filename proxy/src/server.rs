@@ -41,7 +41,10 @@ pub struct Shared {
 struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
+    /// Requests in flight on this connection.
     requests: AtomicUsize,
+    /// Requests ever started on this connection.
+    served: AtomicU64,
 }
 
 impl Activity {
@@ -50,6 +53,7 @@ impl Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
             requests: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
         }
     }
     fn touch(&self) {
@@ -130,6 +134,7 @@ impl InFlight {
     fn new(gauge: IntGauge, activity: Arc<Activity>) -> Self {
         gauge.inc();
         activity.requests.fetch_add(1, Ordering::Relaxed);
+        activity.served.fetch_add(1, Ordering::Relaxed);
         Self { gauge, activity }
     }
 }
@@ -303,9 +308,10 @@ async fn serve_connection(
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let idle_timeout = shared.limits.idle_timeout;
-    let mut ticker = tokio::time::interval(
-        (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)),
-    );
+    let first_request_timeout = shared.limits.header_read_timeout;
+    let period = (idle_timeout.min(first_request_timeout) / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(period);
     let mut closing = false;
     loop {
         tokio::select! {
@@ -320,7 +326,13 @@ async fn serve_connection(
                 connection.as_mut().graceful_shutdown();
             }
             _ = ticker.tick(), if !closing => {
-                if activity.requests.load(Ordering::Relaxed) == 0 && activity.idle_for() >= idle_timeout {
+                // Idle keep-alive, or a connection that never completed a first request
+                // (HTTP/2 clients, or clients that send nothing, escape hyper's header timer).
+                let idle = activity.requests.load(Ordering::Relaxed) == 0
+                    && activity.idle_for() >= idle_timeout;
+                let never_asked = activity.served.load(Ordering::Relaxed) == 0
+                    && activity.epoch.elapsed() >= first_request_timeout;
+                if idle || never_asked {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }

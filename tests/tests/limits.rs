@@ -64,6 +64,44 @@ async fn cuts_clients_that_send_headers_too_slowly() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn cuts_clients_that_send_nothing_after_the_handshake() -> Result<()> {
+    let pki = TestPki::new("silent")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .args(["--header-read-timeout", "1", "--idle-timeout", "600"])
+        .spawn()?;
+    for alpn in [b"http/1.1".as_slice(), b"h2".as_slice()] {
+        let config = tls_config(&pki.ca_pem, &[&rustls::version::TLS13], &[alpn])?;
+        let mut stream = tls_connect(config, proxy.port()).await?;
+        let closed = time_to_close(&mut stream, Duration::from_secs(10)).await;
+        let closed = closed.context("a silent connection was never cut")?;
+        assert!(
+            closed >= Duration::from_millis(800),
+            "cut too early: {closed:?}"
+        );
+    }
+    // A client that never finishes the TLS handshake is cut too.
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .args(["--tls-handshake-timeout", "1"])
+        .spawn()?;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr()).await?;
+    let closed = time_to_close(&mut tcp, Duration::from_secs(10)).await;
+    assert!(closed.is_some(), "a stalled TLS handshake was never cut");
+    let metrics = scrape(&proxy).await?;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"kms_proxy_tls_handshake_failures_total{reason="timeout"}"#
+        ),
+        Some(1.0)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rejects_oversized_headers_and_bodies_before_the_upstream() -> Result<()> {
     let pki = TestPki::new("size")?;
     let cert = pki.server("server", Validity::Current)?;
