@@ -1,0 +1,3 @@
+//! KMIP 2.1 in JSON TTLV: the generic node codec ([`ttlv`]).
+
+pub mod ttlv;
