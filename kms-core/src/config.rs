@@ -1,0 +1,51 @@
+//! Command line and environment of kms-core, validated before anything is opened or bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// kms-core: the key-management core behind kms-proxy. It trusts `X-KMS-User` because only
+/// the proxy can reach its Unix socket.
+#[derive(Parser)]
+#[command(name = "kms-core", version)]
+pub struct Flags {
+    /// Unix socket to serve on (mode 0660)
+    #[arg(long, env = "KMS_SOCKET", default_value = "./data/kms-core.sock")]
+    pub socket: PathBuf,
+    /// Directory for the SQLite database and the development master key
+    #[arg(long, env = "KMS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// sqlite://path or postgres://user@host:port/db [default: sqlite under the data directory]
+    #[arg(long, env = "KMS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Most database connections
+    #[arg(long, env = "KMS_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+    /// File holding the 32-byte master key (raw, or base64 on one line)
+    #[arg(long, env = "KMS_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Development mode: create a master key under the data directory on first start
+    #[arg(long, env = "KMS_DEV")]
+    pub dev: bool,
+    /// Largest request body in bytes (413 beyond)
+    #[arg(long, env = "KMS_CORE_MAX_BODY_SIZE", default_value_t = 64 * 1024 * 1024 + 1024 * 1024)]
+    pub max_body_size: usize,
+    /// Admin listener: /metrics, /healthz, /readyz
+    #[arg(long, env = "KMS_CORE_ADMIN_ADDRESS", default_value = "127.0.0.1:9465")]
+    pub admin_address: SocketAddr,
+    /// Log format: text or json
+    #[arg(long, env = "KMS_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Flags {
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("kms.db").display()
+            )
+        })
+    }
+}

@@ -1,0 +1,97 @@
+//! The core's error type and its one mapping to an HTTP status and body. Bodies follow the
+//! reference server: plain text `<ResultReason>: <message>` (section 6).
+
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error("Object_Not_Found: object not found for identifier {0}")]
+    ObjectNotFound(String),
+    #[error("Item_Not_Found: {0}")]
+    ItemNotFound(String),
+    #[error("Item not found: {0}")]
+    KeyNotFound(String),
+    #[error("Invalid Request: {0}")]
+    InvalidRequest(String),
+    #[error("Codec_Error: {0}")]
+    Codec(String),
+    #[error("Wrong_Key_Lifecycle_State: {0}")]
+    WrongState(String),
+    #[error("Object_Destroyed: DENIED")]
+    ObjectDestroyed,
+    #[error("Permission_Denied: {0}")]
+    PermissionDenied(String),
+    #[error("Cryptographic_Failure: {0}")]
+    Crypto(String),
+    #[error("Database Error: {0}")]
+    Database(String),
+    #[error("Route not supported: Operation: {0}")]
+    UnknownOperation(String),
+    #[error("This KMIP server does not yet support place holder id")]
+    PlaceholderId,
+    #[error("Access denied: {0}")]
+    AccessDenied(String),
+    #[error("No authentication provided.")]
+    Unauthenticated,
+    #[error("Json deserialize error: {0}")]
+    Json(String),
+    #[error("Request body too large")]
+    TooLarge,
+    #[error("Internal server error")]
+    Internal(String),
+}
+
+impl KmsError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownOperation(_) => StatusCode::NOT_FOUND,
+            Self::AccessDenied(_) | Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Json(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    /// KMIP ResultReason and ResultMessage for a failed batch item.
+    pub fn reason_and_message(&self) -> (&'static str, String) {
+        let text = self.to_string();
+        let reason = match self {
+            Self::ObjectNotFound(_) | Self::KeyNotFound(_) => "Object_Not_Found",
+            Self::ItemNotFound(_) => "Item_Not_Found",
+            Self::WrongState(_) => "Wrong_Key_Lifecycle_State",
+            Self::ObjectDestroyed => "Object_Destroyed",
+            Self::PermissionDenied(_) | Self::AccessDenied(_) | Self::Unauthenticated => {
+                "Permission_Denied"
+            }
+            Self::Crypto(_) => "Cryptographic_Failure",
+            Self::Codec(_) => "Codec_Error",
+            Self::UnknownOperation(_) => "Operation_Not_Supported",
+            _ => "Invalid_Message",
+        };
+        let message = text
+            .split_once(": ")
+            .map_or(text.clone(), |(_, m)| m.to_owned());
+        (reason, message)
+    }
+
+    /// Label for metrics and audit.
+    pub fn outcome(&self) -> &'static str {
+        match self.status() {
+            StatusCode::UNAUTHORIZED => "denied",
+            StatusCode::INTERNAL_SERVER_ERROR => "error",
+            _ => "failed",
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for KmsError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Exists => Self::Database(
+                "Ext. store error: Database Error: one or more objects already exist".into(),
+            ),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}

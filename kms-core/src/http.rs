@@ -1,0 +1,299 @@
+//! The core's HTTP API on its Unix socket: `POST /kmip/2_1`, the access-rights endpoints,
+//! `/me`, `/version`, `/health`. The caller is whoever `X-KMS-User` names: only the proxy can
+//! reach the socket, and it always sets that header.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::error::KmsError;
+use crate::kmip::ops::Kms;
+use crate::kmip::ttlv::Ttlv;
+use crate::metrics::Metrics;
+
+pub type CoreBody = Full<Bytes>;
+
+pub struct AppState {
+    pub kms: Kms,
+    pub metrics: Metrics,
+    pub max_body_size: usize,
+}
+
+/// The operation names a grant may carry (the reference's list: no underscores).
+const OPERATIONS: [&str; 23] = [
+    "create",
+    "certify",
+    "decrypt",
+    "derivekey",
+    "destroy",
+    "encrypt",
+    "export",
+    "get",
+    "getattributes",
+    "hash",
+    "import",
+    "locate",
+    "mac",
+    "revoke",
+    "rekey",
+    "sign",
+    "signatureverify",
+    "validate",
+    "setattribute",
+    "modifyattribute",
+    "addattribute",
+    "deleteattribute",
+    "activate",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessBody {
+    unique_identifier: String,
+    user_id: String,
+    operation_types: Vec<String>,
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<CoreBody> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json(value: &serde_json::Value) -> Response<CoreBody> {
+    respond(StatusCode::OK, "application/json", value.to_string())
+}
+
+fn error(e: &KmsError) -> Response<CoreBody> {
+    if let KmsError::Internal(detail) = e {
+        tracing::error!(error = %detail, "internal error");
+    }
+    let content_type = if matches!(e, KmsError::Json(_)) {
+        "text/plain; charset=utf-8"
+    } else {
+        "text/html; charset=utf-8"
+    };
+    respond(e.status(), content_type, e.to_string())
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, KmsError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(KmsError::TooLarge),
+        Err(e) => Err(KmsError::InvalidRequest(format!(
+            "cannot read the body: {e}"
+        ))),
+    }
+}
+
+/// The caller, from the proxy's header.
+fn caller(request: &Request<Incoming>) -> Result<String, KmsError> {
+    let values: Vec<&HeaderValue> = request.headers().get_all("x-kms-user").iter().collect();
+    match values.as_slice() {
+        [one] => match one.to_str() {
+            Ok(user) if !user.trim().is_empty() => Ok(user.trim().to_owned()),
+            _ => Err(KmsError::Unauthenticated),
+        },
+        _ => Err(KmsError::Unauthenticated),
+    }
+}
+
+pub async fn handle(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+) -> Result<Response<CoreBody>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if method == Method::GET && path == "/health" {
+        return Ok(health(&state).await);
+    }
+    let user = match caller(&request) {
+        Ok(user) => user,
+        Err(e) => return Ok(error(&e)),
+    };
+    let result = match (method, path.as_str()) {
+        (Method::POST, "/kmip/2_1") => kmip(&state, &user, request).await,
+        (Method::POST, "/access/grant") => access(&state, &user, request, true).await,
+        (Method::POST, "/access/revoke") => access(&state, &user, request, false).await,
+        (Method::GET, "/access/owned") => owned(&state, &user).await,
+        (Method::GET, "/access/obtained") => obtained(&state, &user).await,
+        (Method::GET, p) if p.starts_with("/access/list/") => {
+            list(&state, &user, &p["/access/list/".len()..]).await
+        }
+        (Method::GET, "/me") => Ok(json(&serde_json::json!({ "user": user }))),
+        (Method::GET, "/version") => Ok(json(&serde_json::json!(format!(
+            "kms-core {}",
+            env!("CARGO_PKG_VERSION")
+        )))),
+        _ => Ok(respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "",
+        )),
+    };
+    Ok(result.unwrap_or_else(|e| error(&e)))
+}
+
+async fn kmip(
+    state: &AppState,
+    user: &str,
+    request: Request<Incoming>,
+) -> Result<Response<CoreBody>, KmsError> {
+    let body = read_body(request.into_body(), state.max_body_size).await?;
+    let ttlv = Ttlv::parse(&body).map_err(|e| KmsError::InvalidRequest(e.0))?;
+    let operation = ttlv.tag.clone();
+    let started = Instant::now();
+    let result = state.kms.execute(user, &ttlv).await;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(e) => e.outcome(),
+    };
+    state
+        .metrics
+        .observe(&operation, outcome, started.elapsed());
+    match result {
+        Ok(mut done) => {
+            let done = done.remove(0);
+            if operation != "RequestMessage" {
+                tracing::info!(target: "audit", user, operation = %operation, uid = %done.uid, outcome, "kmip");
+            }
+            Ok(respond(
+                StatusCode::OK,
+                "application/json",
+                done.response.to_vec(),
+            ))
+        }
+        Err(e) => {
+            tracing::info!(target: "audit", user, operation = %operation, uid = "", outcome, error = %e, "kmip");
+            Err(e)
+        }
+    }
+}
+
+async fn owner_of(state: &AppState, user: &str, uid: &str) -> Result<(), KmsError> {
+    match state.kms.store.load(uid).await? {
+        Some(o) if o.owner == user => Ok(()),
+        _ => Err(KmsError::AccessDenied(format!(
+            "Object with uid `{uid}` is not owned by owner `{user}`"
+        ))),
+    }
+}
+
+async fn access(
+    state: &AppState,
+    user: &str,
+    request: Request<Incoming>,
+    grant: bool,
+) -> Result<Response<CoreBody>, KmsError> {
+    let body = read_body(request.into_body(), 64 * 1024).await?;
+    let access: AccessBody =
+        serde_json::from_slice(&body).map_err(|e| KmsError::Json(e.to_string()))?;
+    if let Some(bad) = access
+        .operation_types
+        .iter()
+        .find(|op| !OPERATIONS.contains(&op.as_str()))
+    {
+        let expected: Vec<String> = OPERATIONS.iter().map(|o| format!("`{o}`")).collect();
+        return Err(KmsError::Json(format!(
+            "unknown variant `{bad}`, expected one of {}",
+            expected.join(", ")
+        )));
+    }
+    if access.user_id == user {
+        return Err(KmsError::AccessDenied(
+            "You can't grant yourself, you have already all rights on your own objects".into(),
+        ));
+    }
+    owner_of(state, user, &access.unique_identifier).await?;
+    let (verb, done) = if grant {
+        state
+            .kms
+            .store
+            .grant(
+                &access.unique_identifier,
+                &access.user_id,
+                &access.operation_types,
+            )
+            .await?;
+        ("grant", "added")
+    } else {
+        state
+            .kms
+            .store
+            .revoke_grants(
+                &access.unique_identifier,
+                &access.user_id,
+                &access.operation_types,
+            )
+            .await?;
+        ("revoke", "deleted")
+    };
+    tracing::info!(target: "audit", user, operation = verb, uid = %access.unique_identifier, grantee = %access.user_id, outcome = "success", "access");
+    Ok(json(
+        &serde_json::json!({ "success": format!("Access for {} successfully {done}", access.user_id) }),
+    ))
+}
+
+async fn list(state: &AppState, user: &str, uid: &str) -> Result<Response<CoreBody>, KmsError> {
+    owner_of(state, user, uid).await?;
+    let grants = state.kms.store.grants_on(uid).await?;
+    let body: Vec<serde_json::Value> = grants
+        .into_iter()
+        .map(|g| serde_json::json!({ "user_id": g.user_id, "operations": g.operations }))
+        .collect();
+    Ok(json(&serde_json::Value::Array(body)))
+}
+
+async fn owned(state: &AppState, user: &str) -> Result<Response<CoreBody>, KmsError> {
+    let body: Vec<serde_json::Value> = state
+        .kms
+        .store
+        .owned(user)
+        .await?
+        .into_iter()
+        .map(|(uid, st)| serde_json::json!({ "object_id": uid, "state": st, "attributes": {} }))
+        .collect();
+    Ok(json(&serde_json::Value::Array(body)))
+}
+
+async fn obtained(state: &AppState, user: &str) -> Result<Response<CoreBody>, KmsError> {
+    let body: Vec<serde_json::Value> = state
+        .kms
+        .store
+        .obtained(user)
+        .await?
+        .into_iter()
+        .map(|(uid, owner, st, ops)| {
+            serde_json::json!({ "object_id": uid, "owner_id": owner, "state": st, "operations": ops })
+        })
+        .collect();
+    Ok(json(&serde_json::Value::Array(body)))
+}
+
+async fn health(state: &AppState) -> Response<CoreBody> {
+    let started = Instant::now();
+    let up = state.kms.store.ping().await;
+    let status = if up { "UP" } else { "DOWN" };
+    let body = serde_json::json!({
+        "status": status,
+        "latency_ms": started.elapsed().as_millis() as u64,
+        "dependencies": { "database": { "name": state.kms.store.backend.name(), "status": status } },
+    });
+    let mut r = json(&body);
+    if !up {
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r
+}
