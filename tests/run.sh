@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)   # promtool checks /metrics
 command -v openssl >/dev/null || missing+=(openssl)       # PKCS#12 files, as users make them
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)  # throwaway clusters
+command -v runuser >/dev/null || missing+=(util-linux)    # PostgreSQL refuses to run as root
 if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else

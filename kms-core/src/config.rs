@@ -34,8 +34,8 @@ pub struct Flags {
     /// Admin listener: /metrics, /healthz, /readyz
     #[arg(long, env = "KMS_CORE_ADMIN_ADDRESS", default_value = "127.0.0.1:9465")]
     pub admin_address: SocketAddr,
-    /// Log format: text or json
-    #[arg(long, env = "KMS_LOG_FORMAT", default_value = "text")]
+    /// Log format: json (default: every audit line is one JSON object) or text
+    #[arg(long, env = "KMS_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
 }
 

@@ -3,7 +3,9 @@
 pub mod client;
 pub mod echo;
 pub mod pki;
+pub mod postgres;
 pub mod proxy;
+pub mod stack;
 
 pub use echo::{Echo, Echoed};
 pub use pki::{CertFiles, TestPki, Validity};
@@ -39,4 +41,30 @@ pub async fn scrape(proxy: &Proxy) -> anyhow::Result<String> {
         .error_for_status()?
         .text()
         .await?)
+}
+
+/// Checks Prometheus text with `promtool check metrics` (Debian package `prometheus`).
+pub fn promtool_check(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("promtool not found ({e}): install it with `apt-get install -y prometheus` (bash tests/run.sh does)"))?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }

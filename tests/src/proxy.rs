@@ -29,15 +29,25 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct ProxyCommand {
     command: Command,
     cwd: tempfile::TempDir,
+    marker: &'static str,
 }
 
 impl ProxyCommand {
     pub fn new() -> Self {
+        Self::for_binary("kms-proxy", "kms-proxy listening on ")
+    }
+
+    /// kms-core, which logs `kms-core listening on unix:<path>`.
+    pub fn core() -> Self {
+        Self::for_binary("kms-core", "kms-core listening on ")
+    }
+
+    fn for_binary(name: &str, marker: &'static str) -> Self {
         let cwd = tempfile::Builder::new()
             .prefix("kms-proxy-cwd-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
-        let mut command = Command::new(binary("kms-proxy"));
+        let mut command = Command::new(binary(name));
         // Only what the test says: no KMS_* from the developer's shell.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("KMS_") {
@@ -47,7 +57,11 @@ impl ProxyCommand {
         command
             .current_dir(cwd.path())
             .env("KMS_LOG", "info,access=info");
-        Self { command, cwd }
+        Self {
+            command,
+            cwd,
+            marker,
+        }
     }
 
     /// The working directory the proxy runs in (where it looks for `.env`).
@@ -128,20 +142,27 @@ impl ProxyCommand {
             _cwd: self.cwd,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while proxy.addr.is_none() || proxy.admin.is_none() {
+        // kms-core listens on a Unix socket: its marker line is enough.
+        let unix = self.marker.starts_with("kms-core");
+        let ready = |p: &Proxy| {
+            p.admin.is_some() && (p.addr.is_some() || (unix && p.logs().contains(self.marker)))
+        };
+        while !ready(&proxy) {
             if let Some(status) = proxy.child.try_wait()? {
                 bail!(
-                    "kms-proxy exited with {status} before listening:\n{}",
+                    "{} exited with {status} before listening:\n{}",
+                    self.marker.split(' ').next().unwrap_or_default(),
                     proxy.logs()
                 );
             }
             if Instant::now() > deadline {
                 bail!(
-                    "kms-proxy did not log its addresses in 30 s:\n{}",
+                    "{} did not log its addresses in 30 s:\n{}",
+                    self.marker.split(' ').next().unwrap_or_default(),
                     proxy.logs()
                 );
             }
-            proxy.addr = proxy.logged_address("kms-proxy listening on ");
+            proxy.addr = proxy.logged_address(self.marker);
             proxy.admin = proxy.logged_address("admin listening on ");
             std::thread::sleep(Duration::from_millis(20));
         }

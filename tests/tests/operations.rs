@@ -2,40 +2,17 @@
 //! upstream, graceful drain on SIGTERM, certificate reload on SIGHUP and on file change,
 //! access logs in JSON without secrets.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kms_tests::client::{https, init_crypto, tls_config, tls_connect};
-use kms_tests::{CertFiles, Echo, ProxyCommand, TestPki, Validity, metric, scrape, tls_args};
+use kms_tests::{
+    CertFiles, Echo, ProxyCommand, TestPki, Validity, metric, promtool_check, scrape, tls_args,
+};
 use nix::sys::signal::Signal;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn promtool_check(text: &str) -> Result<()> {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("promtool not found: install it with `apt-get install -y prometheus` (bash tests/run.sh does)")?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(text.as_bytes())?;
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exports_valid_metrics_and_health() -> Result<()> {
