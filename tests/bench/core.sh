@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): Create/s and Encrypt (1 KiB)/s at concurrency 1 and 16, directly on
+# kms-core's Unix socket and through kms-proxy (TLS 1.3, keep-alive), with SQLite and with a
+# throwaway PostgreSQL, all in one run with the same load generator (tests/src/bin/kms-load.rs).
+# Prints one line per case and the ratio proxy/direct.
+# usage: tests/bench/core.sh [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-5}
+cargo build --release -q -p kms-core -p kms-proxy -p kms-tests --bin kms-core --bin kms-proxy --bin kms-load
+d=$(mktemp -d); chmod 755 "$d"; pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
+trap cleanup EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" -days 1 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# PostgreSQL, as the postgres user when root.
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+mkdir -p "$d/pg"; [ "$(id -u)" = 0 ] && chown postgres: "$d/pg"
+run_pg "$pgbin/initdb" -D "$d/pg/data" -U kms --auth=trust -E UTF8 >/dev/null
+pgport=$(free_port)
+run_pg "$pgbin/postgres" -D "$d/pg/data" -h 127.0.0.1 -p "$pgport" -k "$d/pg" >/dev/null 2>&1 & pids+=($!)
+for _ in $(seq 100); do "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$pgport" && break; sleep 0.1; done
+"$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U kms kms
+
+create='{"tag":"Create","value":[{"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},{"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"2026-01-01T00:00:00Z"},{"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},{"tag":"CryptographicLength","type":"Integer","value":256},{"tag":"CryptographicUsageMask","type":"Integer","value":2108}]}]}'
+echo "$create" > "$d/create.json"
+start_stack() { # $1 name, $2 database url (empty = sqlite)
+  local dir="$d/$1"; mkdir -p "$dir"
+  local db=(); [ -n "$2" ] && db=(--database-url "$2")
+  KMS_LOG=warn target/release/kms-core --dev --data-dir "$dir" --socket "$dir/core.sock" --admin-address 127.0.0.1:0 "${db[@]}" & pids+=($!)
+  for _ in $(seq 100); do [ -S "$dir/core.sock" ] && break; sleep 0.1; done
+  local port; port=$(free_port)
+  KMS_LOG=warn target/release/kms-proxy --tls-cert-file "$d/cert.pem" --tls-key-file "$d/key.pem" --upstream "unix:$dir/core.sock" \
+    --hostname 127.0.0.1 --port "$port" --admin-address 127.0.0.1:0 & pids+=($!)
+  sleep 0.5
+  sock="$dir/core.sock"; url="https://localhost:$port"
+  # A key for the Encrypt runs, owned by the user both paths act as.
+  uid=$(curl -s --unix-socket "$sock" -H 'x-kms-user: bench' http://core/kmip/2_1 -d @"$d/create.json" | python3 -c 'import json,sys; print([c["value"] for c in json.load(sys.stdin)["value"] if c["tag"]=="UniqueIdentifier"][0])')
+  python3 - "$uid" > "$d/encrypt.json" <<'PY'
+import json, sys
+print(json.dumps({"tag":"Encrypt","value":[{"tag":"UniqueIdentifier","type":"TextString","value":sys.argv[1]},{"tag":"Data","type":"ByteString","value":"AB"*1024}]}))
+PY
+}
+echo "# kms-load, ${secs}s per case, $(nproc) cores; direct = kms-core's Unix socket, proxy = kms-proxy TLS 1.3 keep-alive"
+for backend in sqlite postgres; do
+  if [ $backend = sqlite ]; then start_stack sqlite ""; else start_stack pg "postgres://kms@127.0.0.1:$pgport/kms"; fi
+  # The proxy forwards as its default user (admin); the direct runs act as bench. Give admin
+  # the key too, so both paths encrypt with the same key.
+  curl -s --unix-socket "$sock" -H 'x-kms-user: bench' http://core/access/grant \
+    -d "{\"unique_identifier\":\"$uid\",\"user_id\":\"admin\",\"operation_types\":[\"encrypt\"]}" >/dev/null
+  for op in create encrypt; do
+    for c in 1 16; do
+      direct=$(target/release/kms-load "unix:$sock" "$d/$op.json" "$c" "$secs")
+      proxied=$(target/release/kms-load "$url" "$d/$op.json" "$c" "$secs" "$d/cert.pem")
+      printf '%-8s %-7s c=%-2s direct: %s\n' "$backend" "$op" "$c" "$direct"
+      printf '%-8s %-7s c=%-2s proxy:  %s\n' "$backend" "$op" "$c" "$proxied"
+      awk -v a="${proxied#req/s=}" -v b="${direct#req/s=}" -v n="$backend $op c=$c" 'BEGIN{split(a,x," "); split(b,y," "); printf "ratio proxy/direct %s = %.2f\n", n, x[1]/y[1]}'
+    done
+  done
+done
