@@ -34,6 +34,21 @@ pub struct Flags {
     /// Admin listener: /metrics, /healthz, /readyz
     #[arg(long, env = "KMS_CORE_ADMIN_ADDRESS", default_value = "127.0.0.1:9465")]
     pub admin_address: SocketAddr,
+    /// Also serve on this TCP address; needs mTLS (--proxy-ca-cert-file) unless it is loopback
+    #[arg(long, env = "KMS_CORE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Server certificate (PEM) for --listen
+    #[arg(long, env = "KMS_CORE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Server private key (PEM) for --listen
+    #[arg(long, env = "KMS_CORE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA (PEM) that signed the proxy's client certificate: turns on mTLS for --listen
+    #[arg(long, env = "KMS_PROXY_CA_CERT_FILE")]
+    pub proxy_ca_cert_file: Option<PathBuf>,
+    /// Subject CN the proxy's client certificate must carry (repeatable; comma-separated in env)
+    #[arg(long, env = "KMS_PROXY_ALLOWED_CN", value_delimiter = ',')]
+    pub proxy_allowed_cn: Vec<String>,
     /// Log format: json (default: every audit line is one JSON object) or text
     #[arg(long, env = "KMS_LOG_FORMAT", default_value = "json")]
     pub log_format: String,

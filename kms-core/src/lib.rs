@@ -12,6 +12,7 @@ pub mod master_key;
 pub mod metrics;
 pub mod object;
 pub mod store;
+pub mod tcp;
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -43,6 +44,8 @@ pub enum StartError {
     },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Tcp(#[from] tcp::TcpError),
 }
 
 /// Binds the Unix socket: refuses when another process serves it, replaces a stale one.
@@ -71,6 +74,7 @@ async fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
 
 pub struct App {
     listener: UnixListener,
+    tcp: Option<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
     admin: TcpListener,
     state: Arc<AppState>,
     registry: Registry,
@@ -79,6 +83,10 @@ pub struct App {
 
 impl App {
     pub async fn bind(flags: &Flags) -> Result<Self, StartError> {
+        let tls = match flags.listen {
+            Some(address) => Some((address, tcp::acceptor(flags, address)?)),
+            None => None,
+        };
         let master =
             master_key::load(flags.master_key_file.as_deref(), flags.dev, &flags.data_dir)?;
         let url = flags.database_url();
@@ -98,6 +106,15 @@ impl App {
                 address: flags.admin_address,
                 source,
             })?;
+        let tcp = match tls {
+            Some((address, acceptor)) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|source| StartError::Bind { address, source })?;
+                Some((listener, acceptor))
+            }
+            None => None,
+        };
         let state = Arc::new(AppState {
             kms: Kms::new(store, master),
             metrics,
@@ -105,6 +122,7 @@ impl App {
         });
         Ok(Self {
             listener,
+            tcp,
             admin,
             state,
             registry,
@@ -126,30 +144,79 @@ impl App {
         tracing::info!("kms-core listening on unix:{}", self.socket.display());
         let admin = tokio::spawn(admin::serve(self.admin, self.state.clone(), self.registry));
         let tracker = tokio_util_tracker();
+        let tcp_task = self.tcp.map(|(listener, acceptor)| {
+            let scheme = if acceptor.is_some() { "https" } else { "http" };
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!("kms-core listening on {scheme}://{address}");
+            }
+            tokio::spawn(serve_tcp(
+                listener,
+                acceptor,
+                self.state.clone(),
+                tracker.clone(),
+            ))
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let state = self.state.clone();
-                    tracker.spawn(async move {
-                        let service = service_fn(move |request| http::handle(state.clone(), request));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(std::time::Duration::from_secs(10))
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
+                    tracker.spawn(serve_io(stream, self.state.clone()));
                 }
             }
         }
         tracing::info!("shutdown requested; finishing in-flight requests");
+        if let Some(task) = tcp_task {
+            task.abort();
+        }
         tracker.close();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(30), tracker.wait()).await;
         admin.abort();
         let _ = std::fs::remove_file(&self.socket);
         tracing::info!("kms-core stopped");
+    }
+}
+
+/// Serves one HTTP/1.1 connection of any transport.
+async fn serve_io<I>(io: I, state: Arc<AppState>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| http::handle(state.clone(), request));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<AppState>,
+    tracker: tokio_util::task::TaskTracker,
+) {
+    while let Ok((stream, peer)) = listener.accept().await {
+        let state = state.clone();
+        let acceptor = acceptor.clone();
+        tracker.spawn(async move {
+            match acceptor {
+                Some(acceptor) => {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => serve_io(tls, state).await,
+                        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake refused"),
+                        Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => serve_io(stream, state).await,
+            }
+        });
     }
 }
 

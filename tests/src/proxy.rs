@@ -186,11 +186,12 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    fn logged_address(&self, marker: &str) -> Option<SocketAddr> {
+    /// The address in the first log line that contains `marker` followed by `scheme://addr`.
+    pub fn logged_address(&self, marker: &str) -> Option<SocketAddr> {
         let logs = self.logs.lock().ok()?;
         logs.iter().find_map(|line| {
             let rest = &line[line.find(marker)? + marker.len()..];
-            let rest = rest.split("://").nth(1)?;
+            let rest = rest.split_once("://").map_or(rest, |(_, r)| r);
             let addr: String = rest
                 .chars()
                 .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))

@@ -914,3 +914,88 @@ async fn audit_lines_and_metrics() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_core_on_tcp_accepts_only_the_proxy_certificate() -> Result<()> {
+    let pki = kms_tests::TestPki::new("core-tcp")?;
+    let core_cert = pki.server("core", kms_tests::Validity::Current)?;
+    let data = pki.path("data");
+    let mut args = kms_tests::stack::core_args(&data, None);
+    args.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert-file",
+            &core_cert.cert.display().to_string(),
+            "--tls-key-file",
+            &core_cert.key.display().to_string(),
+            "--proxy-ca-cert-file",
+            &pki.ca_file.display().to_string(),
+            "--proxy-allowed-cn",
+            "kms-proxy",
+        ]
+        .map(String::from),
+    );
+    let core = ProxyCommand::core().args(args).spawn_as_is()?;
+    let mut address = None;
+    for _ in 0..100 {
+        address = core.logged_address("kms-core listening on https://");
+        if address.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let port = address.context("no https line")?.port();
+    let upstream = format!("https://localhost:{port}");
+    let server = pki.server("proxy-server", kms_tests::Validity::Current)?;
+    let start_proxy = |cn: &str| -> Result<kms_tests::Proxy> {
+        let client = pki.client(&format!("client-{cn}"), cn)?;
+        ProxyCommand::new()
+            .args(kms_tests::tls_args(&server, &upstream))
+            .args([
+                "--upstream-ca-cert-file",
+                &pki.ca_file.display().to_string(),
+            ])
+            .args([
+                "--upstream-client-cert-file",
+                &client.cert.display().to_string(),
+            ])
+            .args([
+                "--upstream-client-key-file",
+                &client.key.display().to_string(),
+            ])
+            .spawn()
+    };
+    let client = kms_tests::client::https(&pki.ca_pem)?;
+    let good = start_proxy("kms-proxy")?;
+    let r = client
+        .post(good.url("/kmip/2_1"))
+        .json(&create_request(256, &[], None))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    // Same CA, another CN: the core refuses the handshake.
+    let intruder = start_proxy("intruder")?;
+    let r = client
+        .post(intruder.url("/kmip/2_1"))
+        .json(&create_request(256, &[], None))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 502);
+    assert!(
+        core.wait_for_log("not an allowed proxy", Duration::from_secs(5)),
+        "{}",
+        core.logs()
+    );
+    // A non-loopback address without mTLS: refused before starting.
+    let (status, _, stderr) = ProxyCommand::core()
+        .args(kms_tests::stack::core_args(&pki.path("open"), None))
+        .args(["--listen", "0.0.0.0:0"])
+        .output()?;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without mTLS"),
+        "{stderr}"
+    );
+    Ok(())
+}
