@@ -25,6 +25,32 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Collects a child's stdout and stderr lines as they come (reader threads end with the child).
+pub fn capture_output(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let logs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let pipes = [
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ];
+    for pipe in pipes.into_iter().flatten() {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Ok(mut l) = logs.lock() {
+                    l.push(line);
+                }
+            }
+        });
+    }
+    logs
+}
+
 /// A command line for the proxy; `spawn` adds port 0 and a free admin port on loopback.
 pub struct ProxyCommand {
     command: Command,
@@ -111,29 +137,7 @@ impl ProxyCommand {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start kms-proxy")?;
-        let logs = Arc::new(Mutex::new(Vec::<String>::new()));
-        for pipe in [
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let Ok(mut l) = logs.lock() {
-                        l.push(line);
-                    }
-                }
-            });
-        }
+        let logs = capture_output(&mut child);
         let mut proxy = Proxy {
             child,
             logs,

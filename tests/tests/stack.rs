@@ -1,10 +1,8 @@
 //! The README's stack command: `scripts/dev-stack.sh` starts kms-core and kms-proxy on embedded
 //! defaults, and a KMIP request through https works at once.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -26,29 +24,7 @@ async fn the_dev_stack_script_serves_kmip_over_tls() -> Result<()> {
         .process_group(0)
         .spawn()?;
     let group = GroupGuard(i32::try_from(child.id())?);
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    for pipe in [
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Ok(mut l) = lines.lock() {
-                    l.push(line);
-                }
-            }
-        });
-    }
+    let lines = kms_tests::proxy::capture_output(&mut child);
     let deadline = Instant::now() + Duration::from_secs(120);
     let port = loop {
         let found = lines.lock().ok().and_then(|l| {

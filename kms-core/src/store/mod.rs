@@ -52,6 +52,15 @@ pub struct Grants {
 pub struct Store {
     pool: AnyPool,
     pub backend: Backend,
+    /// SQLite allows one writer at a time; writers queue here instead of sleeping in
+    /// SQLite's busy handler (which costs up to 100 ms per retry under contention).
+    writer: Option<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction, holding the SQLite writer lock when there is one.
+struct Write<'a> {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
 macro_rules! columns {
@@ -106,7 +115,23 @@ impl Store {
         }
         let pool = pool.connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, backend })
+        let writer = (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+        })
+    }
+
+    async fn write(&self) -> Result<Write<'_>, StoreError> {
+        let turn = match &self.writer {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        Ok(Write {
+            tx: self.pool.begin().await?,
+            _turn: turn,
+        })
     }
 
     /// True when the database answers.
@@ -241,65 +266,71 @@ impl Store {
 
     /// Inserts a new object with its tags.
     pub async fn insert(&self, o: &ManagedObject) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        Self::insert_in(&mut tx, o).await?;
-        tx.commit().await?;
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
+        Self::insert_in(tx, o).await?;
+        w.tx.commit().await?;
         Ok(())
     }
 
     /// Replaces an object (insert or update) in one transaction, e.g. Import with
     /// ReplaceExisting.
     pub async fn replace(&self, o: &ManagedObject) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
         sqlx::query("DELETE FROM objects WHERE uid = $1")
             .bind(&o.uid)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        Self::insert_in(&mut tx, o).await?;
-        tx.commit().await?;
+        Self::insert_in(tx, o).await?;
+        w.tx.commit().await?;
         Ok(())
     }
 
     /// Saves changed state, dates, meta and tags.
     pub async fn update(&self, o: &ManagedObject) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        Self::update_in(&mut tx, o).await?;
-        tx.commit().await?;
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
+        Self::update_in(tx, o).await?;
+        w.tx.commit().await?;
         Ok(())
     }
 
     /// Destroy: new state and the wrapped material erased, in one statement.
     pub async fn destroy(&self, o: &ManagedObject) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        Self::update_in(&mut tx, o).await?;
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
+        Self::update_in(tx, o).await?;
         sqlx::query("UPDATE objects SET wrapped_key = '' WHERE uid = $1")
             .bind(&o.uid)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        tx.commit().await?;
+        w.tx.commit().await?;
         Ok(())
     }
 
     /// ReKey: the old object updated and the new one inserted atomically.
     pub async fn rekey(&self, old: &ManagedObject, new: &ManagedObject) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        Self::update_in(&mut tx, old).await?;
-        Self::insert_in(&mut tx, new).await?;
-        tx.commit().await?;
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
+        Self::update_in(tx, old).await?;
+        Self::insert_in(tx, new).await?;
+        w.tx.commit().await?;
         Ok(())
     }
 
     /// Removes an object, its tags and its grants.
     pub async fn remove(&self, uid: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
         for statement in [
             "DELETE FROM object_tags WHERE uid = $1",
             "DELETE FROM grants WHERE uid = $1",
             "DELETE FROM objects WHERE uid = $1",
         ] {
-            sqlx::query(statement).bind(uid).execute(&mut *tx).await?;
+            sqlx::query(statement).bind(uid).execute(&mut **tx).await?;
         }
-        tx.commit().await?;
+        w.tx.commit().await?;
         Ok(())
     }
 
@@ -354,20 +385,21 @@ impl Store {
         user: &str,
         operations: &[String],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
         for op in operations {
             let done =
                 sqlx::query("INSERT INTO grants (uid, user_id, operation) VALUES ($1, $2, $3)")
                     .bind(uid)
                     .bind(user)
                     .bind(op)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await;
             match done {
                 Err(e) if is_unique_violation(&e) => {
                     // Already granted; PostgreSQL aborts the transaction on a failed statement,
                     // so start again without this row.
-                    drop(tx);
+                    drop(w);
                     let mut remaining: Vec<String> = Vec::new();
                     for o in operations {
                         if !self.has_exact_grant(uid, user, o).await? {
@@ -379,7 +411,7 @@ impl Store {
                 other => other?,
             };
         }
-        tx.commit().await?;
+        w.tx.commit().await?;
         Ok(())
     }
 
@@ -401,16 +433,17 @@ impl Store {
         user: &str,
         operations: &[String],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
         for op in operations {
             sqlx::query("DELETE FROM grants WHERE uid = $1 AND user_id = $2 AND operation = $3")
                 .bind(uid)
                 .bind(user)
                 .bind(op)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
-        tx.commit().await?;
+        w.tx.commit().await?;
         Ok(())
     }
 
