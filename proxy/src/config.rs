@@ -137,6 +137,18 @@ pub struct RawConfig {
     pub upstream_timeout: f64,
     pub shutdown_timeout: f64,
     pub cert_reload_interval: f64,
+    pub authority_cert_file: Option<PathBuf>,
+    pub client_cert: ClientCertMode,
+    pub crl_file: Option<PathBuf>,
+    pub force_default_username: bool,
+}
+
+/// Whether a client certificate is required at the handshake when mTLS is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertMode {
+    Required,
+    Optional,
 }
 
 impl Default for RawConfig {
@@ -169,6 +181,10 @@ impl Default for RawConfig {
             upstream_timeout: 60.0,
             shutdown_timeout: 30.0,
             cert_reload_interval: 10.0,
+            authority_cert_file: None,
+            client_cert: ClientCertMode::Required,
+            crl_file: None,
+            force_default_username: false,
         }
     }
 }
@@ -299,6 +315,23 @@ pub struct Flags {
     #[arg(long, value_name = "SECONDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_reload_interval: Option<f64>,
+    /// CA bundle (PEM) for client certificates: turns on mTLS authentication
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_cert_file: Option<PathBuf>,
+    /// With mTLS: require a client certificate at the handshake, or accept it as one method
+    /// among others [default: required]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<ClientCertMode>,
+    /// Certificate revocation list(s) (PEM) checked for client certificates
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crl_file: Option<PathBuf>,
+    /// Authenticate as configured, then forward every request as the default user
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    pub force_default_username: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -501,6 +534,22 @@ pub struct Config {
     pub log_format: LogFormat,
     pub limits: Limits,
     pub cert_reload_interval: Duration,
+    pub auth: AuthConfig,
+}
+
+/// Client certificate authentication.
+#[derive(Debug, Clone)]
+pub struct MtlsConfig {
+    pub ca_file: PathBuf,
+    pub mode: ClientCertMode,
+    pub crl_file: Option<PathBuf>,
+}
+
+/// The configured authentication methods.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub mtls: Option<MtlsConfig>,
+    pub force_default_username: bool,
 }
 
 fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
@@ -637,6 +686,33 @@ impl TryFrom<RawConfig> for Config {
         if raw.max_body_size == 0 {
             return Err(invalid("max_body_size", "must be at least 1"));
         }
+        let mtls = match raw.authority_cert_file {
+            Some(ca_file) => {
+                readable_file("authority_cert_file", &ca_file)?;
+                if raw.insecure_http {
+                    return Err(invalid(
+                        "authority_cert_file",
+                        "client certificates need TLS; remove insecure_http",
+                    ));
+                }
+                if let Some(crl) = &raw.crl_file {
+                    readable_file("crl_file", crl)?;
+                }
+                Some(MtlsConfig {
+                    ca_file,
+                    mode: raw.client_cert,
+                    crl_file: raw.crl_file,
+                })
+            }
+            None if raw.crl_file.is_some() => {
+                return Err(invalid("crl_file", "a CRL needs authority_cert_file"));
+            }
+            None => None,
+        };
+        let auth = AuthConfig {
+            mtls,
+            force_default_username: raw.force_default_username,
+        };
         let limits = Limits {
             max_body_size: raw.max_body_size,
             max_header_size: usize::try_from(raw.max_header_size).unwrap_or(usize::MAX),
@@ -667,6 +743,7 @@ impl TryFrom<RawConfig> for Config {
             log_format: raw.log_format,
             limits,
             cert_reload_interval: seconds("cert_reload_interval", raw.cert_reload_interval)?,
+            auth,
         })
     }
 }

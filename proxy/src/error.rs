@@ -26,6 +26,8 @@ pub enum ProxyError {
     UpstreamProtocol,
     #[error("not found")]
     NotFound,
+    #[error("{0}")]
+    Unauthenticated(&'static str),
 }
 
 /// Bounded label values for the `upstream_errors_total` metric.
@@ -47,6 +49,7 @@ impl ProxyError {
             Self::UpstreamConnect(_) | Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -63,7 +66,13 @@ impl ProxyError {
     }
 
     pub fn into_response(self) -> Response<ProxyBody> {
-        json_error(self.status(), &self.to_string())
+        let mut response = json_error(self.status(), &self.to_string());
+        if matches!(self, Self::Unauthenticated(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -2,6 +2,7 @@
 //! request to the key-management core with the identity in `X-KMS-User`.
 
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
@@ -52,7 +53,10 @@ impl App {
                 let loaded = tls::load_server_cert(source)?;
                 metrics.cert_not_after.set(loaded.not_after);
                 let store = Arc::new(CertStore::new(&loaded));
-                let acceptor = TlsAcceptor::from(tls::server_config(store.clone())?);
+                let acceptor = TlsAcceptor::from(tls::server_config(
+                    store.clone(),
+                    config.auth.mtls.as_ref(),
+                )?);
                 (Some(acceptor), Some((store, source.clone())))
             }
             None => (None, None),
@@ -70,7 +74,7 @@ impl App {
             forwarder: forwarder.clone(),
             metrics,
             limits: config.limits.clone(),
-            default_username: config.default_username.clone(),
+            authenticator: auth::Authenticator::new(&config),
             tls: acceptor,
         });
         let admin = Arc::new(admin::AdminState {
@@ -111,10 +115,12 @@ impl App {
                 "INSECURE: serving plain HTTP without TLS (insecure_http); credentials and keys cross the network in clear. Development only."
             );
         }
-        tracing::warn!(
-            default_username = %self.config.default_username,
-            "no authentication method is configured: every request is forwarded as the default user"
-        );
+        if !self.shared.authenticator.is_configured() {
+            tracing::warn!(
+                default_username = %self.config.default_username,
+                "no authentication method is configured: every request is forwarded as the default user"
+            );
+        }
         tracing::info!(address = %admin_address, "admin listening on http://{admin_address}");
         tracing::info!(address = %address, upstream = ?self.config.upstream, "kms-proxy listening on {scheme}://{address}");
 

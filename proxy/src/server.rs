@@ -22,10 +22,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Authenticator, PeerCertificate, mtls};
 use crate::body::ProxyBody;
 use crate::config::Limits;
 use crate::forward::Forwarder;
-use crate::identity::{AuthMethod, Identity};
+use crate::identity::Identity;
 use crate::metrics::{Metrics, method_label, status_class};
 
 /// State shared by every connection.
@@ -33,7 +34,7 @@ pub struct Shared {
     pub forwarder: Arc<Forwarder>,
     pub metrics: Metrics,
     pub limits: Limits,
-    pub default_username: String,
+    pub authenticator: Authenticator,
     pub tls: Option<TlsAcceptor>,
 }
 
@@ -169,35 +170,45 @@ async fn handle(
     activity: Arc<Activity>,
     peer: SocketAddr,
     proto: &'static str,
+    certificate: Arc<PeerCertificate>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let identity = Identity {
-        user: shared.default_username.clone(),
-        method: AuthMethod::None,
-    };
-    let (response, outcome) = match shared
-        .forwarder
-        .forward(request, &identity, peer, proto, guard)
-        .await
-    {
-        Ok(response) => (response, "forwarded"),
+    let (response, outcome, identity) = match shared.authenticator.authenticate(&certificate) {
+        Ok(identity) => match shared
+            .forwarder
+            .forward(request, &identity, peer, proto, guard)
+            .await
+        {
+            Ok(response) => (response, "forwarded", identity),
+            Err(error) => {
+                let outcome = match error.upstream_kind() {
+                    Some(kind) => {
+                        shared
+                            .metrics
+                            .upstream_errors
+                            .with_label_values(&[kind])
+                            .inc();
+                        "upstream_error"
+                    }
+                    None => "rejected",
+                };
+                (error.into_response(), outcome, identity)
+            }
+        },
         Err(error) => {
-            let outcome = match error.upstream_kind() {
-                Some(kind) => {
-                    shared
-                        .metrics
-                        .upstream_errors
-                        .with_label_values(&[kind])
-                        .inc();
-                    "upstream_error"
-                }
-                None => "rejected",
-            };
-            (error.into_response(), outcome)
+            let attempted = shared.authenticator.attempted(&certificate);
+            (
+                error.into_response(),
+                "unauthenticated",
+                Identity {
+                    user: String::new(),
+                    method: attempted,
+                },
+            )
         }
     };
     let elapsed = started.elapsed();
@@ -262,12 +273,22 @@ async fn serve_connection(
 ) {
     let _open = GaugeGuard::new(shared.metrics.open_connections.clone());
     let _ = tcp.set_nodelay(true);
+    let mut certificate = PeerCertificate::Absent;
     let (io, proto) = match &shared.tls {
         Some(acceptor) => {
             match tokio::time::timeout(shared.limits.tls_handshake_timeout, acceptor.accept(tcp))
                 .await
             {
-                Ok(Ok(tls)) => (Either::Left(tls), "https"),
+                Ok(Ok(tls)) => {
+                    // Verified by rustls against the authority bundle; read the user once.
+                    certificate = match tls.get_ref().1.peer_certificates() {
+                        Some([leaf, ..]) => {
+                            PeerCertificate::Verified(mtls::user_from_certificate(leaf))
+                        }
+                        _ => PeerCertificate::Absent,
+                    };
+                    (Either::Left(tls), "https")
+                }
                 Ok(Err(e)) => {
                     shared
                         .metrics
@@ -290,6 +311,7 @@ async fn serve_connection(
         }
         None => (Either::Right(tcp), "http"),
     };
+    let certificate = Arc::new(certificate);
     let activity = Arc::new(Activity::new());
     let io = TrackedIo {
         inner: io,
@@ -301,7 +323,12 @@ async fn serve_connection(
         service_fn(move |request| {
             let shared = shared.clone();
             let activity = activity.clone();
-            async move { Ok::<_, Infallible>(handle(shared, activity, peer, proto, request).await) }
+            let certificate = certificate.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    handle(shared, activity, peer, proto, certificate, request).await,
+                )
+            }
         })
     };
     let builder = http_builder(&shared.limits);

@@ -9,14 +9,17 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+};
 use tokio::sync::watch;
 
-use crate::config::{ServerCert, UpstreamTls};
+use crate::config::{ClientCertMode, MtlsConfig, ServerCert, UpstreamTls};
 use crate::metrics::Metrics;
 
 /// The provider used by every TLS component of the proxy.
@@ -186,13 +189,46 @@ impl ResolvesServerCert for CertStore {
 }
 
 /// rustls server configuration: TLS 1.3 and 1.2, ALPN h2 and http/1.1.
-pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+pub fn server_config(
+    store: Arc<CertStore>,
+    mtls: Option<&MtlsConfig>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match mtls {
+        Some(mtls) => builder.with_client_cert_verifier(client_verifier(mtls)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Verifies client certificates against the authority bundle (several CAs allowed) and the
+/// optional CRLs; with `optional`, a client without a certificate still completes the handshake.
+fn client_verifier(mtls: &MtlsConfig) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(&mtls.ca_file)? {
+        roots.add(cert)?;
+    }
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    if let Some(path) = &mtls.crl_file {
+        let data = read(path)?;
+        let crls: Vec<CertificateRevocationListDer<'static>> =
+            CertificateRevocationListDer::pem_slice_iter(&data)
+                .collect::<Result<_, _>>()
+                .map_err(|e| TlsError::Parse(format!("{}: {e}", path.display())))?;
+        if crls.is_empty() {
+            return Err(TlsError::Parse(format!("{}: no CRL found", path.display())));
+        }
+        builder = builder.with_crls(crls);
+    }
+    if mtls.mode == ClientCertMode::Optional {
+        builder = builder.allow_unauthenticated();
+    }
+    builder
+        .build()
+        .map_err(|e| TlsError::Parse(format!("client certificate verifier: {e}")))
 }
 
 /// rustls client configuration towards an https upstream: the given CA bundle (or the

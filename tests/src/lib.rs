@@ -68,3 +68,12 @@ pub fn promtool_check(text: &str) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A random number for test serials and names (from the OS, via a fresh key's public part).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}

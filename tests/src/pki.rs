@@ -15,6 +15,15 @@ pub struct CertFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub cert_pem: String,
+    pub key_pem: String,
+    pub serial: u64,
+}
+
+impl CertFiles {
+    /// Certificate and key in one PEM buffer (a reqwest client identity).
+    pub fn identity_pem(&self) -> String {
+        format!("{}{}", self.cert_pem, self.key_pem)
+    }
 }
 
 /// A test certificate authority that writes everything under `dir`.
@@ -66,9 +75,29 @@ impl TestPki {
         server: bool,
         validity: Validity,
     ) -> Result<CertFiles> {
+        self.issue_named(file_stem, Some(cn), sans, server, validity)
+    }
+
+    fn issue_named(
+        &self,
+        file_stem: &str,
+        cn: Option<&str>,
+        sans: &[&str],
+        server: bool,
+        validity: Validity,
+    ) -> Result<CertFiles> {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
-        params.distinguished_name.push(DnType::CommonName, cn);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        match cn {
+            Some(cn) => params.distinguished_name.push(DnType::CommonName, cn),
+            None => params
+                .distinguished_name
+                .push(DnType::OrganizationName, "no common name"),
+        }
+        let random = crate::random_u64();
+        let serial = random >> 1;
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
         params.extended_key_usages = vec![if server {
             ExtendedKeyUsagePurpose::ServerAuth
         } else {
@@ -86,6 +115,8 @@ impl TestPki {
             cert: self.path(&format!("{file_stem}.crt")),
             key: self.path(&format!("{file_stem}.key")),
             cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            serial,
         };
         std::fs::write(&files.cert, cert.pem())?;
         std::fs::write(&files.key, key.serialize_pem())?;
@@ -106,6 +137,41 @@ impl TestPki {
     /// A client certificate with the given subject CN.
     pub fn client(&self, file_stem: &str, cn: &str) -> Result<CertFiles> {
         self.issue(file_stem, cn, &[], false, Validity::Current)
+    }
+
+    /// A client certificate with any subject CN (or none) and validity.
+    pub fn client_with(
+        &self,
+        file_stem: &str,
+        cn: Option<&str>,
+        validity: Validity,
+    ) -> Result<CertFiles> {
+        self.issue_named(file_stem, cn, &[], false, validity)
+    }
+
+    /// A CRL (PEM file) from this CA revoking the given serial numbers.
+    pub fn crl(&self, file_stem: &str, revoked: &[u64]) -> Result<PathBuf> {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - Duration::hours(1),
+            next_update: now + Duration::days(7),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*serial),
+                    revocation_time: now - Duration::minutes(5),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer)?;
+        let path = self.path(&format!("{file_stem}.crl.pem"));
+        std::fs::write(&path, crl.pem()?)?;
+        Ok(path)
     }
 }
 
