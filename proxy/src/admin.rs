@@ -22,6 +22,7 @@ use crate::forward::Forwarder;
 pub struct AdminState {
     pub registry: Registry,
     pub forwarder: Arc<Forwarder>,
+    pub api_token: Option<Arc<crate::auth::api_token::ApiTokenVerifier>>,
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<ProxyBody> {
@@ -63,7 +64,13 @@ async fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Prox
             br#"{"status":"ok"}"#.to_vec(),
         ),
         "/readyz" => {
-            if state.forwarder.probe(Duration::from_secs(2)).await {
+            if state.api_token.as_ref().is_some_and(|t| !t.is_loaded()) {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    br#"{"ready":false,"reason":"API token key not loaded"}"#.to_vec(),
+                )
+            } else if state.forwarder.probe(Duration::from_secs(2)).await {
                 text(
                     StatusCode::OK,
                     "application/json",

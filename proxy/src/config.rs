@@ -141,6 +141,8 @@ pub struct RawConfig {
     pub client_cert: ClientCertMode,
     pub crl_file: Option<PathBuf>,
     pub force_default_username: bool,
+    pub api_token_id: Option<String>,
+    pub api_token_refresh_interval: f64,
 }
 
 /// Whether a client certificate is required at the handshake when mTLS is configured.
@@ -185,6 +187,8 @@ impl Default for RawConfig {
             client_cert: ClientCertMode::Required,
             crl_file: None,
             force_default_username: false,
+            api_token_id: None,
+            api_token_refresh_interval: 60.0,
         }
     }
 }
@@ -332,6 +336,14 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "is_false")]
     pub force_default_username: bool,
+    /// Uid of the symmetric key in the upstream KMS whose base64 bytes are the API token
+    #[arg(long, alias = "api_token_id")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_id: Option<String>,
+    /// Seconds between re-fetches of the API token key (a revoked key stops working) [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_refresh_interval: Option<f64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -550,6 +562,8 @@ pub struct MtlsConfig {
 pub struct AuthConfig {
     pub mtls: Option<MtlsConfig>,
     pub force_default_username: bool,
+    /// The API token key's uid and how often to re-fetch it.
+    pub api_token: Option<(String, Duration)>,
 }
 
 fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
@@ -709,9 +723,20 @@ impl TryFrom<RawConfig> for Config {
             }
             None => None,
         };
+        let api_token = match raw.api_token_id {
+            Some(uid) if uid.trim().is_empty() => {
+                return Err(invalid("api_token_id", "must be a key uid"));
+            }
+            Some(uid) => Some((
+                uid.trim().to_owned(),
+                seconds("api_token_refresh_interval", raw.api_token_refresh_interval)?,
+            )),
+            None => None,
+        };
         let auth = AuthConfig {
             mtls,
             force_default_username: raw.force_default_username,
+            api_token,
         };
         let limits = Limits {
             max_body_size: raw.max_body_size,

@@ -422,6 +422,44 @@ impl Forwarder {
         Ok(Response::from_parts(parts, body))
     }
 
+    /// The proxy's own call to the upstream (e.g. fetching the API token key), as the default
+    /// user: status and body (at most 1 MiB), within the upstream timeout.
+    pub async fn call_as(
+        &self,
+        identity: &Identity,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> Result<(http::StatusCode, bytes::Bytes), ProxyError> {
+        let mut request = Request::post(self.upstream_uri(path)?)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(
+                http_body_util::Full::new(body)
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .map_err(|_| ProxyError::BadRequest)?;
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        self.identity_headers
+            .apply(request.headers_mut(), identity, loopback, "https");
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| classify(&e))?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), 1024 * 1024)
+                .collect()
+                .await
+                .map_err(|_| ProxyError::UpstreamProtocol)?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.limits.upstream_timeout, exchange)
+            .await
+            .map_err(|_| ProxyError::UpstreamTimeout)?
+    }
+
     /// True when the upstream answers an HTTP request on its health path (any status).
     pub async fn probe(&self, timeout: Duration) -> bool {
         let Ok(uri) = self.upstream_uri(&self.health_path) else {

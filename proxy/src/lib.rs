@@ -80,6 +80,7 @@ impl App {
         let admin = Arc::new(admin::AdminState {
             registry,
             forwarder,
+            api_token: shared.authenticator.api_token.clone(),
         });
         Ok(Self {
             listener,
@@ -134,6 +135,21 @@ impl App {
                 stopped.clone(),
             ))
         });
+        let token_refresh = match (
+            &self.shared.authenticator.api_token,
+            &self.config.auth.api_token,
+        ) {
+            (Some(verifier), Some((_, interval))) => {
+                Some(tokio::spawn(auth::api_token::keep_fresh(
+                    verifier.clone(),
+                    self.admin.forwarder.clone(),
+                    auth::api_token::service_identity(&self.config.default_username),
+                    *interval,
+                    stopped.clone(),
+                )))
+            }
+            _ => None,
+        };
         let admin = tokio::spawn(admin::serve(
             self.admin_listener,
             self.admin,
@@ -145,6 +161,9 @@ impl App {
         let _ = stop.send(true);
         let _ = main.await;
         admin.abort();
+        if let Some(task) = token_refresh {
+            task.abort();
+        }
         if let Some(reloader) = reloader {
             reloader.abort();
         }

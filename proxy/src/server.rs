@@ -177,7 +177,13 @@ async fn handle(
     let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let (response, outcome, identity) = match shared.authenticator.authenticate(&certificate) {
+    let decision = shared
+        .authenticator
+        .authenticate(&certificate, request.headers());
+    let attempted = shared
+        .authenticator
+        .attempted(&certificate, request.headers());
+    let (response, outcome, identity) = match decision {
         Ok(identity) => match shared
             .forwarder
             .forward(request, &identity, peer, proto, guard)
@@ -199,17 +205,14 @@ async fn handle(
                 (error.into_response(), outcome, identity)
             }
         },
-        Err(error) => {
-            let attempted = shared.authenticator.attempted(&certificate);
-            (
-                error.into_response(),
-                "unauthenticated",
-                Identity {
-                    user: String::new(),
-                    method: attempted,
-                },
-            )
-        }
+        Err(error) => (
+            error.into_response(),
+            "unauthenticated",
+            Identity {
+                user: String::new(),
+                method: attempted,
+            },
+        ),
     };
     let elapsed = started.elapsed();
     let status = response.status();

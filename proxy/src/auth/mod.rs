@@ -2,7 +2,13 @@
 //! method configured every request is the default user; with any method configured a request
 //! without a valid credential is a 401, never the default user.
 
+pub mod api_token;
 pub mod mtls;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use http::HeaderMap;
 
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -23,6 +29,40 @@ pub struct Authenticator {
     mtls: bool,
     force_default_username: bool,
     default_username: String,
+    pub api_token: Option<Arc<api_token::ApiTokenVerifier>>,
+}
+
+/// True when `token` has the shape of a JWT: three dot-separated parts whose first decodes
+/// (base64url) to a JSON object. Such a bearer is judged as a JWT only.
+fn is_jwt_shaped(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        return false;
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[0].trim_end_matches('='))
+        .ok()
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .is_some_and(|h| h.is_object())
+}
+
+/// The bearer credential of a request: None without one, Err when malformed or repeated.
+fn bearer(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(Err(()));
+    }
+    let text = first.to_str().map_err(|_| ());
+    Some(text.and_then(|t| {
+        let (scheme, token) = t.split_once(' ').ok_or(())?;
+        let token = token.trim();
+        if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
+            Ok(token)
+        } else {
+            Err(())
+        }
+    }))
 }
 
 impl Authenticator {
@@ -31,19 +71,26 @@ impl Authenticator {
             mtls: config.auth.mtls.is_some(),
             force_default_username: config.auth.force_default_username,
             default_username: config.default_username.clone(),
+            api_token: config
+                .auth
+                .api_token
+                .as_ref()
+                .map(|(uid, _)| Arc::new(api_token::ApiTokenVerifier::new(uid.clone()))),
         }
     }
 
     /// True when at least one authentication method is configured.
     pub fn is_configured(&self) -> bool {
-        self.mtls
+        self.mtls || self.api_token.is_some()
     }
 
     /// The method a failed request tried, for metrics.
-    pub fn attempted(&self, peer: &PeerCertificate) -> AuthMethod {
-        match peer {
-            PeerCertificate::Verified(_) => AuthMethod::Mtls,
-            PeerCertificate::Absent => AuthMethod::None,
+    pub fn attempted(&self, peer: &PeerCertificate, headers: &HeaderMap) -> AuthMethod {
+        match (peer, bearer(headers)) {
+            (PeerCertificate::Verified(_), _) => AuthMethod::Mtls,
+            (PeerCertificate::Absent, Some(Ok(token))) if is_jwt_shaped(token) => AuthMethod::Jwt,
+            (PeerCertificate::Absent, Some(_)) => AuthMethod::ApiToken,
+            (PeerCertificate::Absent, None) => AuthMethod::None,
         }
     }
 
@@ -59,8 +106,14 @@ impl Authenticator {
         }
     }
 
-    /// The identity of a request on a connection that presented `peer`.
-    pub fn authenticate(&self, peer: &PeerCertificate) -> Result<Identity, ProxyError> {
+    /// The identity of a request on a connection that presented `peer`. Order: a verified
+    /// client certificate wins; else a JWT-shaped bearer is judged as a JWT only; else an API
+    /// token. With any method configured, no valid credential is a 401.
+    pub fn authenticate(
+        &self,
+        peer: &PeerCertificate,
+        headers: &HeaderMap,
+    ) -> Result<Identity, ProxyError> {
         if !self.is_configured() {
             return Ok(Identity {
                 user: self.default_username.clone(),
@@ -68,9 +121,27 @@ impl Authenticator {
             });
         }
         match peer {
-            PeerCertificate::Verified(Ok(user)) => Ok(self.as_user(user, AuthMethod::Mtls)),
-            PeerCertificate::Verified(Err(e)) => Err(ProxyError::Unauthenticated(e.reason())),
-            PeerCertificate::Absent => Err(ProxyError::Unauthenticated("authentication required")),
+            PeerCertificate::Verified(Ok(user)) => return Ok(self.as_user(user, AuthMethod::Mtls)),
+            PeerCertificate::Verified(Err(e)) => {
+                return Err(ProxyError::Unauthenticated(e.reason()));
+            }
+            PeerCertificate::Absent => {}
+        }
+        match bearer(headers) {
+            None => Err(ProxyError::Unauthenticated("authentication required")),
+            Some(Err(())) => Err(ProxyError::Unauthenticated(
+                "malformed Authorization header",
+            )),
+            Some(Ok(token)) if is_jwt_shaped(token) => {
+                // No identity provider is configured yet: a JWT cannot be verified.
+                Err(ProxyError::Unauthenticated("invalid token"))
+            }
+            Some(Ok(token)) => match &self.api_token {
+                Some(verifier) if verifier.verify(token) => {
+                    Ok(self.as_user(&self.default_username, AuthMethod::ApiToken))
+                }
+                _ => Err(ProxyError::Unauthenticated("invalid token")),
+            },
         }
     }
 }
@@ -84,6 +155,7 @@ mod tests {
             mtls,
             force_default_username: force,
             default_username: "admin".into(),
+            api_token: None,
         }
     }
 
@@ -92,22 +164,27 @@ mod tests {
         let alice = PeerCertificate::Verified(Ok("alice".into()));
         assert_eq!(
             auth(false, false)
-                .authenticate(&PeerCertificate::Absent)
+                .authenticate(&PeerCertificate::Absent, &HeaderMap::new())
                 .map(|i| i.user)
                 .ok(),
             Some("admin".into())
         );
         assert!(
             auth(true, false)
-                .authenticate(&PeerCertificate::Absent)
+                .authenticate(&PeerCertificate::Absent, &HeaderMap::new())
                 .is_err()
         );
         assert!(
             auth(true, false)
-                .authenticate(&PeerCertificate::Verified(Err(mtls::NameError::Wildcard)))
+                .authenticate(
+                    &PeerCertificate::Verified(Err(mtls::NameError::Wildcard)),
+                    &HeaderMap::new()
+                )
                 .is_err()
         );
-        let id = auth(true, false).authenticate(&alice).ok();
+        let id = auth(true, false)
+            .authenticate(&alice, &HeaderMap::new())
+            .ok();
         assert_eq!(
             id,
             Some(Identity {
@@ -115,7 +192,9 @@ mod tests {
                 method: AuthMethod::Mtls
             })
         );
-        let forced = auth(true, true).authenticate(&alice).ok();
+        let forced = auth(true, true)
+            .authenticate(&alice, &HeaderMap::new())
+            .ok();
         assert_eq!(
             forced,
             Some(Identity {
@@ -123,5 +202,13 @@ mod tests {
                 method: AuthMethod::Mtls
             })
         );
+    }
+    #[test]
+    fn jwt_shape() {
+        assert!(is_jwt_shaped("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."));
+        assert!(!is_jwt_shaped(
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        ));
+        assert!(!is_jwt_shaped("a.b.c"));
     }
 }
