@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${KMS_STACK_DIR:-data}
 profile=${KMS_STACK_PROFILE:-release}
-if [ "$profile" = release ]; then cargo build --release -q -p kms-core -p kms-proxy; else cargo build -q -p kms-core -p kms-proxy; fi
+# The workspace's binaries together: the same feature set as the test command's build, so a
+# debug stack after `bash tests/run.sh` compiles nothing.
+if [ "$profile" = release ]; then cargo build --release -q --workspace --bins; else cargo build -q --workspace --bins; fi
 bin=target/$profile
 mkdir -p "$dir" && chmod 700 "$dir"
 if [ ! -s "$dir/dev-tls.crt" ] || [ ! -s "$dir/dev-tls.key" ]; then

@@ -25,7 +25,7 @@ async fn the_dev_stack_script_serves_kmip_over_tls() -> Result<()> {
         .spawn()?;
     let group = GroupGuard(i32::try_from(child.id())?);
     let lines = kms_tests::proxy::capture_output(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     let port = loop {
         let found = lines.lock().ok().and_then(|l| {
             l.iter().find_map(|line| {
