@@ -180,9 +180,6 @@ async fn handle(
     let decision = shared
         .authenticator
         .authenticate(&certificate, request.headers());
-    let attempted = shared
-        .authenticator
-        .attempted(&certificate, request.headers());
     let (response, outcome, identity) = match decision {
         Ok(identity) => match shared
             .forwarder
@@ -205,14 +202,16 @@ async fn handle(
                 (error.into_response(), outcome, identity)
             }
         },
-        Err(error) => (
-            error.into_response(),
-            "unauthenticated",
-            Identity {
+        Err(error) => {
+            let attempted = shared
+                .authenticator
+                .attempted(&certificate, request.headers());
+            let identity = Identity {
                 user: String::new(),
                 method: attempted,
-            },
-        ),
+            };
+            (error.into_response(), "unauthenticated", identity)
+        }
     };
     let elapsed = started.elapsed();
     let status = response.status();
