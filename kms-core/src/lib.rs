@@ -143,7 +143,7 @@ impl App {
         tracing::info!("admin listening on http://{admin_address}");
         tracing::info!("kms-core listening on unix:{}", self.socket.display());
         let admin = tokio::spawn(admin::serve(self.admin, self.state.clone(), self.registry));
-        let tracker = tokio_util_tracker();
+        let tracker = tokio_util::task::TaskTracker::new();
         let tcp_task = self.tcp.map(|(listener, acceptor)| {
             let scheme = if acceptor.is_some() { "https" } else { "http" };
             if let Ok(address) = listener.local_addr() {
@@ -218,8 +218,4 @@ async fn serve_tcp(
             }
         });
     }
-}
-
-fn tokio_util_tracker() -> tokio_util::task::TaskTracker {
-    tokio_util::task::TaskTracker::new()
 }

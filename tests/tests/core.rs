@@ -23,16 +23,11 @@ fn reference(name: &str) -> Value {
 }
 
 fn now_rfc3339() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn uid_of(response: &Value) -> String {
@@ -475,6 +470,11 @@ async fn access_rights(stack: &Stack) -> Result<()> {
         .kmip_via(&bob, &encrypt_request(&uid, b"x", None))
         .await?;
     assert_eq!(status, 200);
+    // Granting again what is already granted is accepted and changes nothing.
+    let (status, _) = stack
+        .post_json(&stack.proxy, "/access/grant", &grant)
+        .await?;
+    assert_eq!(status, 200);
     let (status, list) = stack
         .get_json(&stack.proxy, &format!("/access/list/{uid}"))
         .await?;
@@ -650,8 +650,6 @@ async fn key_material_is_never_stored_in_clear() -> Result<()> {
 
 async fn durability(mut stack: Stack) -> Result<()> {
     let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let stack_ref = std::sync::Arc::new(tokio::sync::RwLock::new(()));
-    let _ = stack_ref;
     let client = kms_tests::client::https(&stack.pki.ca_pem)?;
     let url = stack.proxy.url("/kmip/2_1");
     let mut writers = Vec::new();

@@ -388,43 +388,20 @@ impl Store {
         let mut w = self.write().await?;
         let tx = &mut w.tx;
         for op in operations {
-            let done =
-                sqlx::query("INSERT INTO grants (uid, user_id, operation) VALUES ($1, $2, $3)")
-                    .bind(uid)
-                    .bind(user)
-                    .bind(op)
-                    .execute(&mut **tx)
-                    .await;
-            match done {
-                Err(e) if is_unique_violation(&e) => {
-                    // Already granted; PostgreSQL aborts the transaction on a failed statement,
-                    // so start again without this row.
-                    drop(w);
-                    let mut remaining: Vec<String> = Vec::new();
-                    for o in operations {
-                        if !self.has_exact_grant(uid, user, o).await? {
-                            remaining.push(o.clone());
-                        }
-                    }
-                    return Box::pin(self.grant(uid, user, &remaining)).await;
-                }
-                other => other?,
-            };
+            // Granting what is already granted is not an error (SQLite and PostgreSQL both
+            // understand ON CONFLICT DO NOTHING).
+            sqlx::query(
+                "INSERT INTO grants (uid, user_id, operation) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(uid)
+            .bind(user)
+            .bind(op)
+            .execute(&mut **tx)
+            .await?;
         }
         w.tx.commit().await?;
         Ok(())
-    }
-
-    async fn has_exact_grant(&self, uid: &str, user: &str, op: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT 1 AS one FROM grants WHERE uid = $1 AND user_id = $2 AND operation = $3",
-        )
-        .bind(uid)
-        .bind(user)
-        .bind(op)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
     }
 
     pub async fn revoke_grants(
