@@ -23,6 +23,7 @@ pub struct AdminState {
     pub registry: Registry,
     pub forwarder: Arc<Forwarder>,
     pub api_token: Option<Arc<crate::auth::api_token::ApiTokenVerifier>>,
+    pub jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<ProxyBody> {
@@ -64,11 +65,27 @@ async fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Prox
             br#"{"status":"ok"}"#.to_vec(),
         ),
         "/readyz" => {
+            let waiting: Vec<&str> = state
+                .jwt
+                .as_ref()
+                .map(|j| j.not_ready())
+                .unwrap_or_default();
             if state.api_token.as_ref().is_some_and(|t| !t.is_loaded()) {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "application/json",
                     br#"{"ready":false,"reason":"API token key not loaded"}"#.to_vec(),
+                )
+            } else if !waiting.is_empty() {
+                let body = serde_json::json!({
+                    "ready": false,
+                    "reason": "JWKS not loaded",
+                    "providers": waiting,
+                });
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    body.to_string().into_bytes(),
                 )
             } else if state.forwarder.probe(Duration::from_secs(2)).await {
                 text(

@@ -4,6 +4,8 @@
 //! a `.env` file in the working directory, `KMS_*` environment variables, command-line flags.
 //! Every check happens here, before any port is bound; an error names the offending key.
 
+pub mod jwt;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -42,7 +44,7 @@ fn describe(error: &figment::Error) -> String {
                 if m.name.contains("environment") && !key.is_empty() {
                     format!(
                         " (from environment variable {ENV_PREFIX}{})",
-                        key.to_ascii_uppercase()
+                        key.trim_start_matches("auth.").to_ascii_uppercase()
                     )
                 } else {
                     match &m.source {
@@ -143,6 +145,8 @@ pub struct RawConfig {
     pub force_default_username: bool,
     pub api_token_id: Option<String>,
     pub api_token_refresh_interval: f64,
+    /// `[auth]`: JWT identity providers.
+    pub auth: jwt::RawAuth,
 }
 
 /// Whether a client certificate is required at the handshake when mTLS is configured.
@@ -189,6 +193,7 @@ impl Default for RawConfig {
             force_default_username: false,
             api_token_id: None,
             api_token_refresh_interval: 60.0,
+            auth: jwt::RawAuth::default(),
         }
     }
 }
@@ -344,18 +349,70 @@ pub struct Flags {
     #[arg(long, value_name = "SECONDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_refresh_interval: Option<f64>,
+
+    #[command(flatten)]
+    #[serde(rename = "auth")]
+    pub auth: AuthFlags,
+}
+
+/// The flags of the `[auth]` table (JWT identity providers).
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct AuthFlags {
+    /// Issuer of accepted JWTs (matched exactly against `iss`); repeat for several providers
+    #[arg(long, value_name = "URI")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt_issuer_uri: Vec<String>,
+    /// JWKS URL of the issuer at the same position [default: <issuer>/.well-known/jwks.json]
+    #[arg(long, value_name = "URI")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwks_uri: Vec<String>,
+    /// Audience required in `aud` for the issuer at the same position
+    #[arg(long, value_name = "AUDIENCE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt_audience: Vec<String>,
+    /// Find each issuer's JWKS URL by OIDC discovery instead of the default
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    pub jwt_discovery: bool,
+    /// CA bundle (PEM) trusted for the JWKS and discovery endpoints [default: system roots]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_ca_cert_file: Option<PathBuf>,
+    /// Seconds between JWKS refreshes [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_refresh_interval: Option<f64>,
+    /// Verified tokens kept in memory so a repeated token skips the signature check [default: 10000]
+    #[arg(long, value_name = "ENTRIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_cache_size: Option<u64>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// The names every source may use (TOML keys, and env names after the prefix).
+/// The names every source may use (TOML keys, and env names after the prefix); the keys of
+/// the `[auth]` table appear as `auth.<key>` (their env names are `KMS_<KEY>`).
 fn known_keys() -> BTreeSet<String> {
-    match serde_json::to_value(RawConfig::default()) {
-        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
-        _ => BTreeSet::new(),
+    let mut keys = BTreeSet::new();
+    if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(RawConfig::default()) {
+        for (key, value) in map {
+            match (key.as_str(), value) {
+                ("auth", serde_json::Value::Object(auth)) => {
+                    keys.extend(
+                        auth.keys()
+                            .filter(|k| *k != "providers")
+                            .map(|k| format!("auth.{k}")),
+                    );
+                }
+                _ => {
+                    keys.insert(key);
+                }
+            }
+        }
     }
+    keys
 }
 
 /// `KMS_*` variables from a `.env` file, as a figment provider of their own.
@@ -379,7 +436,19 @@ impl DotEnv {
                 let parsed = value
                     .parse::<figment::value::Value>()
                     .unwrap_or_else(|never| match never {});
-                values.insert(key, parsed);
+                match key.split_once('.') {
+                    Some((table, inner)) => {
+                        if let figment::value::Value::Dict(_, dict) = values
+                            .entry(table.to_owned())
+                            .or_insert_with(|| Dict::new().into())
+                        {
+                            dict.insert(inner.to_owned(), parsed);
+                        }
+                    }
+                    None => {
+                        values.insert(key, parsed);
+                    }
+                }
             }
         }
         Ok(Self { values })
@@ -390,7 +459,11 @@ impl DotEnv {
 /// (kms-core reads other `KMS_*` variables from the same environment).
 fn env_key(name: &str, known: &BTreeSet<String>) -> Option<String> {
     let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
-    known.contains(&key).then_some(key)
+    if known.contains(&key) {
+        return Some(key);
+    }
+    let nested = format!("auth.{key}");
+    known.contains(&nested).then_some(nested)
 }
 
 impl figment::Provider for DotEnv {
@@ -423,8 +496,7 @@ pub fn load(flags: &Flags) -> Result<RawConfig, ConfigError> {
     figment = figment
         .merge(DotEnv::load(Path::new(".env"), &known)?)
         .merge(Env::prefixed(ENV_PREFIX).filter_map(move |k| {
-            let key = k.as_str().to_ascii_lowercase();
-            known_env.contains(&key).then(|| key.into())
+            env_key(&format!("{ENV_PREFIX}{}", k.as_str()), &known_env).map(Into::into)
         }))
         .merge(Serialized::defaults(flags));
     Ok(figment.extract()?)
@@ -564,6 +636,7 @@ pub struct AuthConfig {
     pub force_default_username: bool,
     /// The API token key's uid and how often to re-fetch it.
     pub api_token: Option<(String, Duration)>,
+    pub jwt: Option<jwt::JwtConfig>,
 }
 
 fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
@@ -737,6 +810,7 @@ impl TryFrom<RawConfig> for Config {
             mtls,
             force_default_username: raw.force_default_username,
             api_token,
+            jwt: jwt::validate(raw.auth, &identity_header)?,
         };
         let limits = Limits {
             max_body_size: raw.max_body_size,
@@ -814,5 +888,10 @@ mod tests {
         assert!(keys.contains("port") && keys.contains("https_p12_password"));
         assert_eq!(env_key("KMS_PORT", &keys).as_deref(), Some("port"));
         assert_eq!(env_key("KMS_DATABASE_URL", &keys), None);
+        assert_eq!(
+            env_key("KMS_JWT_ISSUER_URI", &keys).as_deref(),
+            Some("auth.jwt_issuer_uri")
+        );
+        assert_eq!(env_key("KMS_PROVIDERS", &keys), None);
     }
 }

@@ -109,4 +109,6 @@ pub enum StartError {
     },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("JWT: {0}")]
+    Jwt(String),
 }

@@ -312,7 +312,15 @@ impl Forwarder {
             scheme,
             authority: config.upstream.authority(),
             limits: config.limits.clone(),
-            identity_headers: IdentityHeaders::new(config.identity_header.clone()),
+            identity_headers: IdentityHeaders::new(
+                config.identity_header.clone(),
+                &config
+                    .auth
+                    .jwt
+                    .as_ref()
+                    .map(|j| j.mapped_headers())
+                    .unwrap_or_default(),
+            ),
             health_path: config.upstream_health_path.clone(),
             metrics,
         })

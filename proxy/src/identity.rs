@@ -30,6 +30,18 @@ impl AuthMethod {
 pub struct Identity {
     pub user: String,
     pub method: AuthMethod,
+    /// Headers set from token claims by the configured claim mappings.
+    pub claims: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Identity {
+    pub fn new(user: impl Into<String>, method: AuthMethod) -> Self {
+        Self {
+            user: user.into(),
+            method,
+            claims: Vec::new(),
+        }
+    }
 }
 
 pub const AUTH_METHOD_HEADER: HeaderName = HeaderName::from_static("x-kms-auth-method");
@@ -72,9 +84,11 @@ fn same_header(name: &str, owned: &str) -> bool {
 }
 
 impl IdentityHeaders {
-    pub fn new(user_header: HeaderName) -> Self {
+    /// `mapped` are the headers claim mappings may set: stripped inbound like the others.
+    pub fn new(user_header: HeaderName, mapped: &[HeaderName]) -> Self {
         let mut owned: Vec<String> = OWNED.iter().map(|s| (*s).to_owned()).collect();
         owned.push(normalize(user_header.as_str()));
+        owned.extend(mapped.iter().map(|h| normalize(h.as_str())));
         Self { user_header, owned }
     }
 
@@ -105,6 +119,9 @@ impl IdentityHeaders {
         if let Ok(proto) = HeaderValue::from_str(proto) {
             headers.insert(X_FORWARDED_PROTO, proto);
         }
+        for (name, value) in &identity.claims {
+            headers.insert(name.clone(), value.clone());
+        }
     }
 }
 
@@ -114,7 +131,10 @@ mod tests {
 
     #[test]
     fn strips_every_spelling() {
-        let ids = IdentityHeaders::new(HeaderName::from_static("x-kms-user"));
+        let ids = IdentityHeaders::new(
+            HeaderName::from_static("x-kms-user"),
+            &[HeaderName::from_static("x-kms-groups")],
+        );
         let mut h = HeaderMap::new();
         for name in [
             "x-kms-user",
@@ -122,6 +142,7 @@ mod tests {
             "x_kms-user",
             "X-Kms-Auth-Method",
             "forwarded",
+            "X_KMS_GROUPS",
         ] {
             h.append(
                 HeaderName::try_from(name).unwrap_or(AUTH_METHOD_HEADER),
@@ -132,13 +153,15 @@ mod tests {
         h.insert("x-other", HeaderValue::from_static("kept"));
         ids.strip_inbound(&mut h);
         assert_eq!(h.len(), 1);
-        let id = Identity {
-            user: "admin".into(),
-            method: AuthMethod::None,
-        };
+        let mut id = Identity::new("admin", AuthMethod::None);
+        id.claims.push((
+            HeaderName::from_static("x-kms-groups"),
+            HeaderValue::from_static("ops"),
+        ));
         ids.apply(&mut h, &id, IpAddr::from([127, 0, 0, 1]), "https");
         assert_eq!(h.get_all("x-kms-user").iter().count(), 1);
         assert_eq!(h["x-kms-user"], "admin");
         assert_eq!(h["x-kms-auth-method"], "none");
+        assert_eq!(h.get_all("x-kms-groups").iter().count(), 1);
     }
 }

@@ -70,17 +70,19 @@ impl App {
         let forwarder = Arc::new(Forwarder::new(&config, upstream_tls, metrics.clone())?);
         let listener = bind(config.listen).await?;
         let admin_listener = bind(config.admin_address).await?;
+        let authenticator = auth::Authenticator::new(&config, &metrics)?;
         let shared = Arc::new(server::Shared {
             forwarder: forwarder.clone(),
             metrics,
             limits: config.limits.clone(),
-            authenticator: auth::Authenticator::new(&config),
+            authenticator,
             tls: acceptor,
         });
         let admin = Arc::new(admin::AdminState {
             registry,
             forwarder,
             api_token: shared.authenticator.api_token.clone(),
+            jwt: shared.authenticator.jwt.clone(),
         });
         Ok(Self {
             listener,
@@ -150,6 +152,12 @@ impl App {
             }
             _ => None,
         };
+        let jwks_refresh = self
+            .shared
+            .authenticator
+            .jwt
+            .clone()
+            .map(|jwt| tokio::spawn(jwt.keep_fresh(stopped.clone())));
         let admin = tokio::spawn(admin::serve(
             self.admin_listener,
             self.admin,
@@ -162,6 +170,9 @@ impl App {
         let _ = main.await;
         admin.abort();
         if let Some(task) = token_refresh {
+            task.abort();
+        }
+        if let Some(task) = jwks_refresh {
             task.abort();
         }
         if let Some(reloader) = reloader {

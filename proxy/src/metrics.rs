@@ -19,6 +19,9 @@ pub struct Metrics {
     pub cert_not_after: IntGauge,
     pub cert_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub auth_decisions: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
+    pub jwks_last_success: IntGaugeVec,
 }
 
 impl Metrics {
@@ -85,8 +88,32 @@ impl Metrics {
                 Opts::new("kms_proxy_build_info", "Build information; always 1"),
                 &["version"],
             )?,
+            auth_decisions: IntCounterVec::new(
+                Opts::new(
+                    "kms_proxy_auth_decisions_total",
+                    "Authentication decisions, by method, outcome and reason",
+                ),
+                &["method", "outcome", "reason"],
+            )?,
+            jwks_fetches: IntCounterVec::new(
+                Opts::new(
+                    "kms_proxy_jwks_fetches_total",
+                    "JWKS fetches, by identity provider (issuer) and result",
+                ),
+                &["provider", "result"],
+            )?,
+            jwks_last_success: IntGaugeVec::new(
+                Opts::new(
+                    "kms_proxy_jwks_last_success_timestamp_seconds",
+                    "Unix time of the last successful JWKS fetch, by identity provider",
+                ),
+                &["provider"],
+            )?,
         };
         registry.register(Box::new(metrics.requests.clone()))?;
+        registry.register(Box::new(metrics.auth_decisions.clone()))?;
+        registry.register(Box::new(metrics.jwks_fetches.clone()))?;
+        registry.register(Box::new(metrics.jwks_last_success.clone()))?;
         registry.register(Box::new(metrics.request_duration.clone()))?;
         registry.register(Box::new(metrics.in_flight.clone()))?;
         registry.register(Box::new(metrics.open_connections.clone()))?;

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Authenticator, PeerCertificate, mtls};
 use crate::body::ProxyBody;
 use crate::config::Limits;
+use crate::error::ProxyError;
 use crate::forward::Forwarder;
 use crate::identity::Identity;
 use crate::metrics::{Metrics, method_label, status_class};
@@ -179,7 +180,9 @@ async fn handle(
     let path = request.uri().path().to_owned();
     let decision = shared
         .authenticator
-        .authenticate(&certificate, request.headers());
+        .authenticate(&certificate, request.headers())
+        .await;
+    audit(&shared, &certificate, &request, &decision);
     let (response, outcome, identity) = match decision {
         Ok(identity) => match shared
             .forwarder
@@ -206,10 +209,7 @@ async fn handle(
             let attempted = shared
                 .authenticator
                 .attempted(&certificate, request.headers());
-            let identity = Identity {
-                user: String::new(),
-                method: attempted,
-            };
+            let identity = Identity::new(String::new(), attempted);
             (error.into_response(), "unauthenticated", identity)
         }
     };
@@ -243,6 +243,47 @@ async fn handle(
         "request"
     );
     response
+}
+
+/// One audit line and one metric sample per authentication decision; never the credential.
+fn audit(
+    shared: &Shared,
+    certificate: &PeerCertificate,
+    request: &Request<Incoming>,
+    decision: &Result<Identity, ProxyError>,
+) {
+    let (method, user, outcome, reason) = match decision {
+        Ok(identity) => (
+            identity.method,
+            identity.user.as_str(),
+            "success",
+            "verified",
+        ),
+        Err(error) => {
+            let reason: &str = match error {
+                ProxyError::Unauthenticated(reason) => reason,
+                _ => "error",
+            };
+            let method = shared
+                .authenticator
+                .attempted(certificate, request.headers());
+            (method, "", "failure", reason)
+        }
+    };
+    shared
+        .metrics
+        .auth_decisions
+        .with_label_values(&[method.as_str(), outcome, reason])
+        .inc();
+    tracing::info!(
+        target: "audit",
+        user,
+        auth_method = method.as_str(),
+        outcome,
+        reason,
+        path = %request.uri().path(),
+        "authentication decision"
+    );
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

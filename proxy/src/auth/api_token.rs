@@ -150,10 +150,7 @@ pub async fn keep_fresh(
 
 /// The identity the proxy uses for its own upstream calls.
 pub fn service_identity(default_username: &str) -> Identity {
-    Identity {
-        user: default_username.to_owned(),
-        method: AuthMethod::None,
-    }
+    Identity::new(default_username, AuthMethod::None)
 }
 
 #[cfg(test)]

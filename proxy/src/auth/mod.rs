@@ -3,15 +3,15 @@
 //! without a valid credential is a 401, never the default user.
 
 pub mod api_token;
+pub mod jwt;
 pub mod mtls;
 
 use std::sync::Arc;
 
-use base64::Engine;
 use http::HeaderMap;
 
 use crate::config::Config;
-use crate::error::ProxyError;
+use crate::error::{ProxyError, StartError};
 use crate::identity::{AuthMethod, Identity};
 
 /// What a connection proved at the TLS handshake, read once and kept with the connection.
@@ -30,20 +30,14 @@ pub struct Authenticator {
     force_default_username: bool,
     default_username: String,
     pub api_token: Option<Arc<api_token::ApiTokenVerifier>>,
+    pub jwt: Option<Arc<jwt::JwtVerifier>>,
 }
 
-/// True when `token` has the shape of a JWT: three dot-separated parts whose first decodes
-/// (base64url) to a JSON object. Such a bearer is judged as a JWT only.
+/// True when `token` has the shape of a JWT: it contains a `.` (JWS compact form). An API
+/// token is standard base64 and never does, so the two kinds cannot be confused; a
+/// JWT-shaped bearer is judged as a JWT only, even a malformed one.
 fn is_jwt_shaped(token: &str) -> bool {
-    let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 3 {
-        return false;
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(parts[0].trim_end_matches('='))
-        .ok()
-        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
-        .is_some_and(|h| h.is_object())
+    token.contains('.')
 }
 
 /// The bearer credential of a request: None without one, Err when malformed or repeated.
@@ -66,8 +60,21 @@ fn bearer(headers: &HeaderMap) -> Option<Result<&str, ()>> {
 }
 
 impl Authenticator {
-    pub fn new(config: &Config) -> Self {
-        Self {
+    pub fn new(config: &Config, metrics: &crate::metrics::Metrics) -> Result<Self, StartError> {
+        let jwt = match &config.auth.jwt {
+            Some(jwt) => Some(Arc::new(
+                jwt::JwtVerifier::new(
+                    jwt,
+                    (
+                        metrics.jwks_fetches.clone(),
+                        metrics.jwks_last_success.clone(),
+                    ),
+                )
+                .map_err(StartError::Jwt)?,
+            )),
+            None => None,
+        };
+        Ok(Self {
             mtls: config.auth.mtls.is_some(),
             force_default_username: config.auth.force_default_username,
             default_username: config.default_username.clone(),
@@ -76,12 +83,13 @@ impl Authenticator {
                 .api_token
                 .as_ref()
                 .map(|(uid, _)| Arc::new(api_token::ApiTokenVerifier::new(uid.clone()))),
-        }
+            jwt,
+        })
     }
 
     /// True when at least one authentication method is configured.
     pub fn is_configured(&self) -> bool {
-        self.mtls || self.api_token.is_some()
+        self.mtls || self.api_token.is_some() || self.jwt.is_some()
     }
 
     /// The method a failed request tried, for metrics.
@@ -94,34 +102,29 @@ impl Authenticator {
         }
     }
 
-    fn as_user(&self, user: &str, method: AuthMethod) -> Identity {
-        let user = if self.force_default_username {
-            &self.default_username
-        } else {
-            user
-        };
-        Identity {
-            user: user.to_owned(),
-            method,
+    /// The identity forwarded: the authenticated one, or the default user when forced.
+    fn as_user(&self, mut identity: Identity) -> Identity {
+        if self.force_default_username {
+            identity.user.clone_from(&self.default_username);
         }
+        identity
     }
 
     /// The identity of a request on a connection that presented `peer`. Order: a verified
     /// client certificate wins; else a JWT-shaped bearer is judged as a JWT only; else an API
     /// token. With any method configured, no valid credential is a 401.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         peer: &PeerCertificate,
         headers: &HeaderMap,
     ) -> Result<Identity, ProxyError> {
         if !self.is_configured() {
-            return Ok(Identity {
-                user: self.default_username.clone(),
-                method: AuthMethod::None,
-            });
+            return Ok(Identity::new(&self.default_username, AuthMethod::None));
         }
         match peer {
-            PeerCertificate::Verified(Ok(user)) => return Ok(self.as_user(user, AuthMethod::Mtls)),
+            PeerCertificate::Verified(Ok(user)) => {
+                return Ok(self.as_user(Identity::new(user, AuthMethod::Mtls)));
+            }
             PeerCertificate::Verified(Err(e)) => {
                 return Err(ProxyError::Unauthenticated(e.reason()));
             }
@@ -132,13 +135,19 @@ impl Authenticator {
             Some(Err(())) => Err(ProxyError::Unauthenticated(
                 "malformed Authorization header",
             )),
-            Some(Ok(token)) if is_jwt_shaped(token) => {
-                // No identity provider is configured yet: a JWT cannot be verified.
-                Err(ProxyError::Unauthenticated("invalid token"))
-            }
+            Some(Ok(token)) if is_jwt_shaped(token) => match &self.jwt {
+                Some(verifier) => verifier
+                    .verify(token)
+                    .await
+                    .map(|identity| self.as_user(identity))
+                    .map_err(ProxyError::Unauthenticated),
+                None => Err(ProxyError::Unauthenticated(
+                    "JWT authentication not configured",
+                )),
+            },
             Some(Ok(token)) => match &self.api_token {
                 Some(verifier) if verifier.verify(token) => {
-                    Ok(self.as_user(&self.default_username, AuthMethod::ApiToken))
+                    Ok(self.as_user(Identity::new(&self.default_username, AuthMethod::ApiToken)))
                 }
                 _ => Err(ProxyError::Unauthenticated("invalid token")),
             },
@@ -156,59 +165,52 @@ mod tests {
             force_default_username: force,
             default_username: "admin".into(),
             api_token: None,
+            jwt: None,
         }
     }
 
-    #[test]
-    fn fails_closed() {
+    #[tokio::test]
+    async fn fails_closed() {
         let alice = PeerCertificate::Verified(Ok("alice".into()));
-        assert_eq!(
-            auth(false, false)
-                .authenticate(&PeerCertificate::Absent, &HeaderMap::new())
-                .map(|i| i.user)
-                .ok(),
-            Some("admin".into())
+        let none = HeaderMap::new();
+        let open = auth(false, false)
+            .authenticate(&PeerCertificate::Absent, &none)
+            .await;
+        assert_eq!(open.map(|i| i.user).ok(), Some("admin".into()));
+        let missing = auth(true, false)
+            .authenticate(&PeerCertificate::Absent, &none)
+            .await;
+        assert!(missing.is_err());
+        let wildcard = PeerCertificate::Verified(Err(mtls::NameError::Wildcard));
+        assert!(
+            auth(true, false)
+                .authenticate(&wildcard, &none)
+                .await
+                .is_err()
+        );
+        let id = auth(true, false).authenticate(&alice, &none).await.ok();
+        assert_eq!(id, Some(Identity::new("alice", AuthMethod::Mtls)));
+        let forced = auth(true, true).authenticate(&alice, &none).await.ok();
+        assert_eq!(forced, Some(Identity::new("admin", AuthMethod::Mtls)));
+        let mut jwt_like = HeaderMap::new();
+        jwt_like.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer a.b"),
         );
         assert!(
             auth(true, false)
-                .authenticate(&PeerCertificate::Absent, &HeaderMap::new())
+                .authenticate(&PeerCertificate::Absent, &jwt_like)
+                .await
                 .is_err()
-        );
-        assert!(
-            auth(true, false)
-                .authenticate(
-                    &PeerCertificate::Verified(Err(mtls::NameError::Wildcard)),
-                    &HeaderMap::new()
-                )
-                .is_err()
-        );
-        let id = auth(true, false)
-            .authenticate(&alice, &HeaderMap::new())
-            .ok();
-        assert_eq!(
-            id,
-            Some(Identity {
-                user: "alice".into(),
-                method: AuthMethod::Mtls
-            })
-        );
-        let forced = auth(true, true)
-            .authenticate(&alice, &HeaderMap::new())
-            .ok();
-        assert_eq!(
-            forced,
-            Some(Identity {
-                user: "admin".into(),
-                method: AuthMethod::Mtls
-            })
         );
     }
+
     #[test]
     fn jwt_shape() {
         assert!(is_jwt_shaped("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."));
+        assert!(is_jwt_shaped("a.b"));
         assert!(!is_jwt_shaped(
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
         ));
-        assert!(!is_jwt_shaped("a.b.c"));
     }
 }
