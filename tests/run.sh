@@ -11,6 +11,8 @@ command -v promtool >/dev/null || missing+=(prometheus)   # promtool checks /met
 command -v openssl >/dev/null || missing+=(openssl)       # PKCS#12 files, as users make them
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)  # throwaway clusters
 command -v runuser >/dev/null || missing+=(util-linux)    # PostgreSQL refuses to run as root
+command -v node >/dev/null || missing+=(nodejs)           # the test OpenID provider
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
@@ -19,6 +21,11 @@ if ((${#missing[@]})); then
   fi
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The test OpenID provider (oidc-provider), pinned by tests/idp/package-lock.json.
+if [ ! -d tests/idp/node_modules/oidc-provider ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules ]; then
+  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 fi
 
 cargo build --workspace --bins --locked

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod echo;
+pub mod idp;
 pub mod pki;
 pub mod postgres;
 pub mod proxy;
