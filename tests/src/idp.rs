@@ -67,10 +67,13 @@ fn idp_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("idp")
 }
 
+/// The lines a child process printed, collected as they come.
+type Logs = Arc<Mutex<Vec<String>>>;
+
 /// A running `oidc-provider`; killed when dropped.
 pub struct Idp {
     child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
+    logs: Logs,
     pub issuer: String,
     pub port: u16,
     pub kid: String,
@@ -97,7 +100,7 @@ impl Idp {
         })
     }
 
-    fn spawn(port: u16, key: &RsaKey, kid: &str) -> Result<(Child, Arc<Mutex<Vec<String>>>, u16)> {
+    fn spawn(port: u16, key: &RsaKey, kid: &str) -> Result<(Child, Logs, u16)> {
         let dir = idp_dir();
         ensure!(
             dir.join("node_modules/oidc-provider").is_dir(),
