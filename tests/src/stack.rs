@@ -100,6 +100,29 @@ impl Stack {
         serde_json::from_str(&text).context("response is not JSON")
     }
 
+    /// Creates an active 256-bit key and returns its uid and its API token (base64 of the key).
+    pub async fn api_token(&self) -> Result<(String, String)> {
+        use base64::Engine;
+        let created = self
+            .ok(&create_request(256, &["api-token"], Some("2026-01-01T00:00:00Z")))
+            .await?;
+        let uid = field(&created, "UniqueIdentifier")
+            .and_then(Value::as_str)
+            .context("no uid in the Create response")?
+            .to_owned();
+        let got = self.ok(&by_uid("Get", &uid, vec![])).await?;
+        let hex = field(&got, "SymmetricKey").context("no key in the Get response")?[0]["value"]
+            [1]["value"][0]["value"]
+            .as_str()
+            .context("no key material")?
+            .to_owned();
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?;
+        Ok((uid, base64::engine::general_purpose::STANDARD.encode(bytes)))
+    }
+
     pub async fn get_json(&self, proxy: &Proxy, path: &str) -> Result<(u16, Value)> {
         let r = self.client.get(proxy.url(path)).send().await?;
         let status = r.status().as_u16();

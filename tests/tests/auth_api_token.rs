@@ -4,36 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use base64::Engine;
-use kms_tests::stack::{Stack, by_uid, create_request, field};
+use anyhow::Result;
+use kms_tests::stack::{Stack, by_uid};
 use kms_tests::{ProxyCommand, Validity, tls_args};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_tokens_follow_the_key_in_the_core() -> Result<()> {
     let stack = Stack::start(None).await?;
-    let created = stack
-        .ok(&create_request(
-            256,
-            &["api-token"],
-            Some("2026-01-01T00:00:00Z"),
-        ))
-        .await?;
-    let uid = field(&created, "UniqueIdentifier")
-        .and_then(Value::as_str)
-        .context("uid")?
-        .to_owned();
-    let got = stack.ok(&by_uid("Get", &uid, vec![])).await?;
-    let hex = field(&got, "SymmetricKey").context("key")?[0]["value"][1]["value"][0]["value"]
-        .as_str()
-        .context("key material")?
-        .to_owned();
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0))
-        .collect();
-    let token = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let (uid, token) = stack.api_token().await?;
 
     let cert = stack.pki.server("token-proxy", Validity::Current)?;
     let proxy = ProxyCommand::new()
