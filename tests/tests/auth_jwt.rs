@@ -472,5 +472,36 @@ async fn keys_must_come_over_https_and_readyz_waits() -> Result<()> {
     let r = client.get(proxy.url("/")).send().await?;
     assert_eq!(r.status(), 401);
     assert_eq!(echo.count(), 0);
+    drop(proxy);
+
+    // JWKS over https from a server signed by a private CA: trusted only with
+    // --jwks-ca-cert-file. (The https endpoint is a second kms-proxy in front of the provider.)
+    let idp = Idp::start()?;
+    let front = pki.server("jwks-front", Validity::Current)?;
+    let jwks_front = ProxyCommand::new().args(tls_args(&front, &idp.issuer)).spawn()?;
+    let jwks_uri = format!("https://localhost:{}/jwks", jwks_front.port());
+    let untrusting = ProxyCommand::new()
+        .args(tls_args(&server, &echo.url))
+        .args(["--jwt-issuer-uri", &idp.issuer, "--jwks-uri", &jwks_uri])
+        .spawn()?;
+    let trusting = ProxyCommand::new()
+        .args(tls_args(&server, &echo.url))
+        .args(["--jwt-issuer-uri", &idp.issuer, "--jwks-uri", &jwks_uri])
+        .args(["--jwks-ca-cert-file", &pki.ca_file.display().to_string()])
+        .spawn()?;
+    assert!(wait_ready(&trusting).await, "{}", trusting.logs());
+    let token = idp.machine_token().await?;
+    assert_eq!(call(&client, &trusting, &token).await?.0, 200);
+    assert_eq!(
+        reqwest::get(untrusting.admin_url("/readyz")).await?.status(),
+        503,
+        "JWKS fetched from a server signed by an untrusted CA"
+    );
+    assert_eq!(call(&client, &untrusting, &token).await?.0, 401);
+    assert!(
+        untrusting.wait_for_log("JWKS fetch failed", Duration::from_secs(5)),
+        "{}",
+        untrusting.logs()
+    );
     Ok(())
 }
