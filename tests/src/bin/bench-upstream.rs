@@ -1,5 +1,7 @@
 //! A trivial upstream for benchmarks: answers every request with 200 "ok" over HTTP/1.1
-//! keep-alive, on the TCP address or Unix socket given as its only argument.
+//! keep-alive, on the TCP address or Unix socket given as its only argument. With
+//! `BENCH_API_KEY_HEX` set, a POST to `/kmip/2_1` answers a KMIP GetResponse holding that key,
+//! so kms-proxy can load an API token key from it (tests/bench/auth.sh).
 
 use std::convert::Infallible;
 
@@ -9,7 +11,15 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-async fn ok(_: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn ok(request: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() == "/kmip/2_1"
+        && let Ok(hex) = std::env::var("BENCH_API_KEY_HEX")
+    {
+        let body = format!(
+            r#"{{"tag":"GetResponse","value":[{{"tag":"SymmetricKey","value":[{{"tag":"KeyBlock","value":[{{"tag":"KeyValue","value":[{{"tag":"KeyMaterial","type":"ByteString","value":"{hex}"}}]}}]}}]}}]}}"#
+        );
+        return Ok(Response::new(Full::new(Bytes::from(body))));
+    }
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
 }
 
