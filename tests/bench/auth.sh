@@ -84,4 +84,17 @@ run jwt-unique "$p_jwt_nocache" --tokens "$d/tokens"
 for name in mtls api-token jwt-repeated jwt-unique; do
   awk -v a="${rps[$name]}" -v b="${rps[none]}" -v n="$name" 'BEGIN{printf "ratio %s/none = %.2f\n", n, a/b}'
 done
+
+# The same token with wrk, the client of the HAProxy baseline (shared/tools/haproxy-baseline),
+# whose jwt_verify checks the signature on every request: compare with jwt-repeated-nocache.
+if command -v wrk >/dev/null; then
+  echo "# wrk -t1 -c$conns -d${secs}s, one repeated RS256 token"
+  for t in "none $p_none" "jwt-repeated $p_jwt" "jwt-repeated-nocache $p_jwt_nocache"; do
+    name=${t%% *}; port=${t#* }
+    line=$(wrk -t1 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $token" "https://127.0.0.1:$port/" 2>&1 | awk '
+      /Requests\/sec/{r=$2} / 50%/{p50=$2} / 99%/{p99=$2} /Non-2xx/{e=$NF}
+      END{printf "req/s=%s p50=%s p99=%s non2xx=%s", r, p50, p99, e+0}')
+    printf '%-21s %s\n' "$name" "$line"
+  done
+fi
 exit 0
