@@ -62,11 +62,19 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(config.log_format);
+    // One crypto provider, aws-lc-rs, for TLS (rustls, reqwest) and JWT signatures.
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .is_err()
     {
-        tracing::debug!("a crypto provider was already installed");
+        tracing::debug!("a TLS crypto provider was already installed");
+    }
+    if jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    )
+    .is_err()
+    {
+        tracing::debug!("a JWT crypto provider was already installed");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
