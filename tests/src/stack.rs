@@ -104,15 +104,19 @@ impl Stack {
     pub async fn api_token(&self) -> Result<(String, String)> {
         use base64::Engine;
         let created = self
-            .ok(&create_request(256, &["api-token"], Some("2026-01-01T00:00:00Z")))
+            .ok(&create_request(
+                256,
+                &["api-token"],
+                Some("2026-01-01T00:00:00Z"),
+            ))
             .await?;
         let uid = field(&created, "UniqueIdentifier")
             .and_then(Value::as_str)
             .context("no uid in the Create response")?
             .to_owned();
         let got = self.ok(&by_uid("Get", &uid, vec![])).await?;
-        let hex = field(&got, "SymmetricKey").context("no key in the Get response")?[0]["value"]
-            [1]["value"][0]["value"]
+        let hex = field(&got, "SymmetricKey").context("no key in the Get response")?[0]["value"][1]
+            ["value"][0]["value"]
             .as_str()
             .context("no key material")?
             .to_owned();

@@ -100,14 +100,44 @@ async fn every_combination_of_credentials() -> Result<()> {
     let table: Vec<(&str, &reqwest::Client, Option<&str>, &str)> = vec![
         ("certificate", &with_cert, None, "carol"),
         ("certificate + JWT", &with_cert, Some(&jwt), "carol"),
-        ("certificate + invalid JWT", &with_cert, Some(&bad_jwt), "carol"),
-        ("certificate + API token", &with_cert, Some(&api_token), "carol"),
-        ("certificate + bad API token", &with_cert, Some(&bad_api_token), "carol"),
+        (
+            "certificate + invalid JWT",
+            &with_cert,
+            Some(&bad_jwt),
+            "carol",
+        ),
+        (
+            "certificate + API token",
+            &with_cert,
+            Some(&api_token),
+            "carol",
+        ),
+        (
+            "certificate + bad API token",
+            &with_cert,
+            Some(&bad_api_token),
+            "carol",
+        ),
         ("JWT", &without, Some(&jwt), "kms-machine"),
-        ("invalid JWT (no fall-through)", &without, Some(&bad_jwt), "401"),
+        (
+            "invalid JWT (no fall-through)",
+            &without,
+            Some(&bad_jwt),
+            "401",
+        ),
         ("API token", &without, Some(&api_token), "admin"),
-        ("API token one character off", &without, Some(&bad_api_token), "401"),
-        ("API token with a dot (JWT-shaped)", &without, Some(&dotted_api_token), "401"),
+        (
+            "API token one character off",
+            &without,
+            Some(&bad_api_token),
+            "401",
+        ),
+        (
+            "API token with a dot (JWT-shaped)",
+            &without,
+            Some(&dotted_api_token),
+            "401",
+        ),
         ("nothing", &without, None, "401"),
     ];
     for (name, c, bearer, want) in &table {

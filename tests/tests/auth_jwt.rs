@@ -478,7 +478,9 @@ async fn keys_must_come_over_https_and_readyz_waits() -> Result<()> {
     // --jwks-ca-cert-file. (The https endpoint is a second kms-proxy in front of the provider.)
     let idp = Idp::start()?;
     let front = pki.server("jwks-front", Validity::Current)?;
-    let jwks_front = ProxyCommand::new().args(tls_args(&front, &idp.issuer)).spawn()?;
+    let jwks_front = ProxyCommand::new()
+        .args(tls_args(&front, &idp.issuer))
+        .spawn()?;
     let jwks_uri = format!("https://localhost:{}/jwks", jwks_front.port());
     let untrusting = ProxyCommand::new()
         .args(tls_args(&server, &echo.url))
@@ -493,7 +495,9 @@ async fn keys_must_come_over_https_and_readyz_waits() -> Result<()> {
     let token = idp.machine_token().await?;
     assert_eq!(call(&client, &trusting, &token).await?.0, 200);
     assert_eq!(
-        reqwest::get(untrusting.admin_url("/readyz")).await?.status(),
+        reqwest::get(untrusting.admin_url("/readyz"))
+            .await?
+            .status(),
         503,
         "JWKS fetched from a server signed by an untrusted CA"
     );

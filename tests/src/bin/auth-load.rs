@@ -92,7 +92,9 @@ async fn worker(
 
 async fn run(args: &[String]) -> Result<()> {
     let [url, ca, connections, seconds, rest @ ..] = args else {
-        bail!("usage: auth-load run <https://127.0.0.1:port> <ca.pem> <connections> <seconds> [options]");
+        bail!(
+            "usage: auth-load run <https://127.0.0.1:port> <ca.pem> <connections> <seconds> [options]"
+        );
     };
     let port: u16 = url
         .rsplit(':')
