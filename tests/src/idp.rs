@@ -141,10 +141,15 @@ impl Idp {
         }
     }
 
-    /// Stops the provider and starts it again on the same port (same issuer) with a new key.
-    pub fn restart_with_new_key(&mut self) -> Result<()> {
+    /// Stops the provider (its port stays reserved for a restart).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Stops the provider and starts it again on the same port (same issuer) with a new key.
+    pub fn restart_with_new_key(&mut self) -> Result<()> {
+        self.stop();
         self.generation += 1;
         let stem = format!("idp-{}", self.generation);
         let key = rsa_key(self.dir.path(), &stem)?;

@@ -331,12 +331,105 @@ public_key_files = ["{other}"]
     }
     assert_eq!(echo.count(), served, "a forged token reached the upstream");
 
+    // Made-up kids in a burst: at most one JWKS fetch (single-flight, at most one per 10 s).
+    let fetches = |text: &str| {
+        ["success", "failure"]
+            .iter()
+            .filter_map(|r| {
+                metric(
+                    text,
+                    &format!(
+                        r#"kms_proxy_jwks_fetches_total{{provider="{}",result="{r}"}}"#,
+                        idp.issuer
+                    ),
+                )
+            })
+            .sum::<f64>()
+    };
+    let before = fetches(&scrape(&proxy).await?);
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            let token = raw_token(
+                &with(header.clone(), "kid", json!(format!("kid-{i}"))),
+                &base,
+                b"s",
+            );
+            let client = client.clone();
+            let url = proxy.url("/");
+            tokio::spawn(async move {
+                client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for task in burst {
+        assert_eq!(task.await??, 401);
+    }
+    let after = fetches(&scrape(&proxy).await?);
+    assert!(
+        after - before <= 1.0,
+        "{before} -> {after} JWKS fetches for one burst"
+    );
+
     let metrics = scrape(&proxy).await?;
     let expired = metric(
         &metrics,
         r#"kms_proxy_auth_decisions_total{method="jwt",outcome="failure",reason="token expired"}"#,
     );
     assert_eq!(expired, Some(1.0), "{metrics}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_kept_while_the_provider_is_down() -> Result<()> {
+    let mut idp = Idp::start()?;
+    let pki = TestPki::new("jwks-down")?;
+    let echo = Echo::tcp().await?;
+    let server = pki.server("server", Validity::Current)?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&server, &echo.url))
+        .args([
+            "--jwt-issuer-uri",
+            &idp.issuer,
+            "--jwks-uri",
+            &idp.jwks_uri(),
+        ])
+        .args(["--jwks-refresh-interval", "0.3", "--jwt-cache-size", "0"])
+        .spawn()?;
+    assert!(
+        wait_ready(&proxy).await,
+        "JWKS never loaded: {}",
+        proxy.logs()
+    );
+    let client = kms_tests::client::https(&pki.ca_pem)?;
+    idp.stop();
+    assert!(
+        proxy.wait_for_log("JWKS fetch failed", Duration::from_secs(10)),
+        "{}",
+        proxy.logs()
+    );
+    // A token never seen before (no cache either) is still checked with the kept key.
+    let token = idp.sign(&claims(&idp))?;
+    let (status, body) = call(&client, &proxy, &token).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        reqwest::get(proxy.admin_url("/readyz")).await?.status(),
+        200,
+        "keys are held: still ready"
+    );
+    let metrics = scrape(&proxy).await?;
+    let failed = metric(
+        &metrics,
+        &format!(
+            r#"kms_proxy_jwks_fetches_total{{provider="{}",result="failure"}}"#,
+            idp.issuer
+        ),
+    );
+    assert!(failed.is_some_and(|n| n >= 1.0), "{metrics}");
     Ok(())
 }
 

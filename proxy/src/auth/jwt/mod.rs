@@ -155,8 +155,12 @@ impl Provider {
         let user = c
             .user_claim
             .iter()
-            .find_map(|name| claims.get(name).and_then(Value::as_str))
-            .filter(|u| !u.trim().is_empty())
+            .find_map(|name| {
+                claims
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .filter(|u| !u.trim().is_empty())
+            })
             .ok_or("no user claim")?;
         if user.len() > MAX_VALUE_BYTES || HeaderValue::from_str(user).is_err() {
             return Err("user claim not header-safe");
@@ -188,6 +192,15 @@ impl JwtVerifier {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        for p in &providers {
+            tracing::info!(
+                issuer = %p.config.issuer,
+                keys = ?p.config.keys,
+                audiences = ?p.config.audiences,
+                user_claim = ?p.config.user_claim,
+                "JWT identity provider configured"
+            );
+        }
         Ok(Self {
             providers,
             cache: TokenCache::new(config.cache_size),
