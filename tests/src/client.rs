@@ -22,6 +22,21 @@ pub fn https(ca_pem: &str) -> Result<reqwest::Client> {
         .build()?)
 }
 
+/// A reqwest client that trusts `ca_pem` only and presents `identity` (certificate + key).
+pub fn https_with_identity(
+    ca_pem: &str,
+    identity: Option<&crate::CertFiles>,
+) -> Result<reqwest::Client> {
+    init_crypto();
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+        .timeout(std::time::Duration::from_secs(20));
+    if let Some(id) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(id.identity_pem().as_bytes())?);
+    }
+    Ok(builder.build()?)
+}
+
 /// A rustls client config trusting `ca_pem`, with the given protocol versions and ALPN.
 pub fn tls_config(
     ca_pem: &str,

@@ -232,6 +232,21 @@ impl Proxy {
         self.child.id()
     }
 
+    /// Polls `/readyz` on the admin listener until it answers 200 (true) or 20 s pass.
+    pub async fn wait_ready(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if reqwest::get(self.admin_url("/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// Everything the process has logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()

@@ -24,20 +24,11 @@ async fn api_tokens_follow_the_key_in_the_core() -> Result<()> {
             "0.5",
         ])
         .spawn()?;
-    let ready = async {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if reqwest::get(proxy.admin_url("/readyz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
-    assert!(ready.await, "the token key never loaded: {}", proxy.logs());
+    assert!(
+        proxy.wait_ready().await,
+        "the token key never loaded: {}",
+        proxy.logs()
+    );
     assert!(!proxy.logs().contains(&token), "the token is in the logs");
 
     let client = kms_tests::client::https(&stack.pki.ca_pem)?;

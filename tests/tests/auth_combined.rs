@@ -3,40 +3,13 @@
 //! certificate wins; else a JWT-shaped bearer is judged as a JWT only (an invalid one is 401,
 //! never an API token or the default user); else an API token; else 401.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Result;
 use kms_tests::idp::Idp;
 use kms_tests::stack::Stack;
-use kms_tests::{CertFiles, Proxy, ProxyCommand, Validity, tls_args};
+use kms_tests::{Proxy, ProxyCommand, Validity, tls_args};
 use serde_json::Value;
 
 const AUDIENCE: &str = "https://kms.local";
-
-fn client(ca_pem: &str, identity: Option<&CertFiles>) -> Result<reqwest::Client> {
-    kms_tests::client::init_crypto();
-    let mut builder = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
-        .timeout(Duration::from_secs(20));
-    if let Some(id) = identity {
-        builder = builder.identity(reqwest::Identity::from_pem(id.identity_pem().as_bytes())?);
-    }
-    Ok(builder.build()?)
-}
-
-async fn wait_ready(proxy: &Proxy) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if reqwest::get(proxy.admin_url("/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
 
 /// GET /me: the user the core was given, or the proxy's status when it refused.
 async fn me(client: &reqwest::Client, proxy: &Proxy, bearer: Option<&str>) -> Result<String> {
@@ -88,15 +61,15 @@ async fn every_combination_of_credentials() -> Result<()> {
     let dotted_api_token = format!("{api_token}.");
     let carol = stack.pki.client("carol", "carol")?;
     let ca = stack.pki.ca_pem.clone();
-    let with_cert = client(&ca, Some(&carol))?;
-    let without = client(&ca, None)?;
+    let with_cert = kms_tests::client::https_with_identity(&ca, Some(&carol))?;
+    let without = kms_tests::client::https(&ca)?;
 
     // Certificates optional: each method on its own, and together.
     let proxy = ProxyCommand::new()
         .args(proxy_args(&stack, &idp, &uid, "optional")?)
         .args(["--client-cert", "optional"])
         .spawn()?;
-    assert!(wait_ready(&proxy).await, "{}", proxy.logs());
+    assert!(proxy.wait_ready().await, "{}", proxy.logs());
     let table: Vec<(&str, &reqwest::Client, Option<&str>, &str)> = vec![
         ("certificate", &with_cert, None, "carol"),
         ("certificate + JWT", &with_cert, Some(&jwt), "carol"),
@@ -150,7 +123,7 @@ async fn every_combination_of_credentials() -> Result<()> {
         .args(proxy_args(&stack, &idp, &uid, "forced")?)
         .args(["--client-cert", "optional", "--force-default-username"])
         .spawn()?;
-    assert!(wait_ready(&forced).await, "{}", forced.logs());
+    assert!(forced.wait_ready().await, "{}", forced.logs());
     for (name, c, bearer, want) in [
         ("certificate", &with_cert, None, "admin"),
         ("JWT", &without, Some(jwt.as_str()), "admin"),
@@ -166,7 +139,7 @@ async fn every_combination_of_credentials() -> Result<()> {
     let required = ProxyCommand::new()
         .args(proxy_args(&stack, &idp, &uid, "required")?)
         .spawn()?;
-    assert!(wait_ready(&required).await, "{}", required.logs());
+    assert!(required.wait_ready().await, "{}", required.logs());
     assert_eq!(me(&with_cert, &required, Some(&jwt)).await?, "carol");
     for bearer in [Some(jwt.as_str()), Some(api_token.as_str()), None] {
         let refused = without

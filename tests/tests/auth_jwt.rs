@@ -21,20 +21,6 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-async fn wait_ready(proxy: &Proxy) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if reqwest::get(proxy.admin_url("/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 /// GET / with `Authorization: Bearer <token>`: status and the JSON body.
 async fn call(client: &reqwest::Client, proxy: &Proxy, token: &str) -> Result<(u16, Value)> {
     let r = client
@@ -72,7 +58,7 @@ async fn provider_tokens_and_key_rotation() -> Result<()> {
         .args(["--jwt-audience", AUDIENCE])
         .spawn()?;
     assert!(
-        wait_ready(&proxy).await,
+        proxy.wait_ready().await,
         "JWKS never loaded: {}",
         proxy.logs()
     );
@@ -206,7 +192,7 @@ public_key_files = ["{other}"]
         .args(["--config", &config.display().to_string()])
         .spawn()?;
     assert!(
-        wait_ready(&proxy).await,
+        proxy.wait_ready().await,
         "JWKS never loaded: {}",
         proxy.logs()
     );
@@ -401,7 +387,7 @@ async fn keys_are_kept_while_the_provider_is_down() -> Result<()> {
         .args(["--jwks-refresh-interval", "0.3", "--jwt-cache-size", "0"])
         .spawn()?;
     assert!(
-        wait_ready(&proxy).await,
+        proxy.wait_ready().await,
         "JWKS never loaded: {}",
         proxy.logs()
     );
@@ -462,7 +448,7 @@ claim_headers = {{ groups = "X-KMS-Groups", client_id = "X-KMS-Client" }}
         .args(["--config", &config.display().to_string()])
         .spawn()?;
     assert!(
-        wait_ready(&proxy).await,
+        proxy.wait_ready().await,
         "JWKS never loaded: {}",
         proxy.logs()
     );
@@ -513,7 +499,7 @@ claim_headers = {{ groups = "X-KMS-Groups", client_id = "X-KMS-Client" }}
         .args(["--config", &config.display().to_string()])
         .env("KMS_FORCE_DEFAULT_USERNAME", "true")
         .spawn()?;
-    assert!(wait_ready(&forced).await, "{}", forced.logs());
+    assert!(forced.wait_ready().await, "{}", forced.logs());
     let seen: Echoed = client
         .get(forced.url("/"))
         .bearer_auth(&token)
@@ -584,7 +570,7 @@ async fn keys_must_come_over_https_and_readyz_waits() -> Result<()> {
         .args(["--jwt-issuer-uri", &idp.issuer, "--jwks-uri", &jwks_uri])
         .args(["--jwks-ca-cert-file", &pki.ca_file.display().to_string()])
         .spawn()?;
-    assert!(wait_ready(&trusting).await, "{}", trusting.logs());
+    assert!(trusting.wait_ready().await, "{}", trusting.logs());
     let token = idp.machine_token().await?;
     assert_eq!(call(&client, &trusting, &token).await?.0, 200);
     assert_eq!(

@@ -6,14 +6,7 @@ use anyhow::Result;
 use kms_tests::{CertFiles, Echo, Echoed, Proxy, ProxyCommand, TestPki, Validity, tls_args};
 
 fn client(pki: &TestPki, identity: Option<&CertFiles>) -> Result<reqwest::Client> {
-    kms_tests::client::init_crypto();
-    let mut builder = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes())?])
-        .timeout(std::time::Duration::from_secs(20));
-    if let Some(id) = identity {
-        builder = builder.identity(reqwest::Identity::from_pem(id.identity_pem().as_bytes())?);
-    }
-    Ok(builder.build()?)
+    kms_tests::client::https_with_identity(&pki.ca_pem, identity)
 }
 
 fn start(pki: &TestPki, echo: &Echo, extra: &[&str]) -> Result<Proxy> {
