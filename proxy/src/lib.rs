@@ -33,7 +33,7 @@ pub struct App {
     admin_listener: TcpListener,
     shared: Arc<server::Shared>,
     admin: Arc<admin::AdminState>,
-    reload: Option<(Arc<CertStore>, ServerCert)>,
+    reload: Option<(Arc<CertStore>, ServerCert, Option<Arc<tls::ClientTrust>>)>,
     config: Config,
 }
 
@@ -53,11 +53,12 @@ impl App {
                 let loaded = tls::load_server_cert(source)?;
                 metrics.cert_not_after.set(loaded.not_after);
                 let store = Arc::new(CertStore::new(&loaded));
-                let acceptor = TlsAcceptor::from(tls::server_config(
-                    store.clone(),
-                    config.auth.mtls.as_ref(),
-                )?);
-                (Some(acceptor), Some((store, source.clone())))
+                let trust = match &config.auth.mtls {
+                    Some(mtls) => Some(tls::ClientTrust::load(mtls)?),
+                    None => None,
+                };
+                let acceptor = TlsAcceptor::from(tls::server_config(store.clone(), trust.clone())?);
+                (Some(acceptor), Some((store, source.clone(), trust)))
             }
             None => (None, None),
         };
@@ -128,10 +129,11 @@ impl App {
         tracing::info!(address = %address, upstream = ?self.config.upstream, "kms-proxy listening on {scheme}://{address}");
 
         let (stop, stopped) = watch::channel(false);
-        let reloader = self.reload.map(|(store, source)| {
+        let reloader = self.reload.map(|(store, source, trust)| {
             tokio::spawn(tls::watch_reload(
                 store,
                 source,
+                trust,
                 self.config.cert_reload_interval,
                 self.shared.metrics.clone(),
                 stopped.clone(),

@@ -1,6 +1,10 @@
 //! TLS: the server certificate (PEM or PKCS#12), its hot reload, and the client side towards
 //! an https upstream. One crypto provider (aws-lc-rs) for everything.
 
+pub mod client_trust;
+
+pub use client_trust::ClientTrust;
+
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -191,12 +195,12 @@ impl ResolvesServerCert for CertStore {
 /// rustls server configuration: TLS 1.3 and 1.2, ALPN h2 and http/1.1.
 pub fn server_config(
     store: Arc<CertStore>,
-    mtls: Option<&MtlsConfig>,
+    trust: Option<Arc<ClientTrust>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match mtls {
-        Some(mtls) => builder.with_client_cert_verifier(client_verifier(mtls)?),
+    let builder = match trust {
+        Some(trust) => builder.with_client_cert_verifier(trust),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(store);
@@ -206,7 +210,7 @@ pub fn server_config(
 
 /// Verifies client certificates against the authority bundle (several CAs allowed) and the
 /// optional CRLs; with `optional`, a client without a certificate still completes the handshake.
-fn client_verifier(mtls: &MtlsConfig) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+pub(crate) fn client_verifier(mtls: &MtlsConfig) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in read_certs(&mtls.ca_file)? {
         roots.add(cert)?;
@@ -258,6 +262,19 @@ pub fn upstream_client_config(settings: &UpstreamTls) -> Result<Arc<ClientConfig
     Ok(Arc::new(config))
 }
 
+fn reload_trust(trust: &ClientTrust, trigger: &str, metrics: &Metrics) {
+    match trust.reload() {
+        Ok(()) => {
+            metrics.cert_reloads.with_label_values(&["success"]).inc();
+            tracing::info!(trigger, "client CA bundle and CRLs reloaded");
+        }
+        Err(e) => {
+            metrics.cert_reloads.with_label_values(&["failure"]).inc();
+            tracing::error!(trigger, error = %e, "client CA reload failed; keeping the current trust");
+        }
+    }
+}
+
 /// What identifies a version of a file: a change of any part means "reload".
 fn fingerprint(files: &[PathBuf]) -> Vec<Option<(i64, i64, u64, u64)>> {
     files
@@ -270,17 +287,20 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<(i64, i64, u64, u64)>> {
         .collect()
 }
 
-/// Reloads the server certificate on SIGHUP and when its files change; a broken new
-/// certificate is logged and the old one kept.
+/// Reloads the server certificate, and the client CA bundle and CRLs, on SIGHUP and when
+/// their files change; a broken new file is logged and the current one kept.
 pub async fn watch_reload(
     store: Arc<CertStore>,
     source: ServerCert,
+    trust: Option<Arc<ClientTrust>>,
     interval: Duration,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let files = source.files();
     let mut last = fingerprint(&files);
+    let trust_files = trust.as_ref().map(|t| t.files()).unwrap_or_default();
+    let mut trust_last = fingerprint(&trust_files);
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -295,12 +315,24 @@ pub async fn watch_reload(
             _ = shutdown.changed() => return,
             Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
             _ = ticker.tick() => {
+                let trust_now = fingerprint(&trust_files);
+                if trust_now != trust_last {
+                    trust_last = trust_now;
+                    if let Some(trust) = &trust {
+                        reload_trust(trust, "file change", &metrics);
+                    }
+                }
                 let now = fingerprint(&files);
                 if now == last { continue; }
                 last = now;
                 "file change"
             }
         };
+        if reason == "SIGHUP"
+            && let Some(trust) = &trust
+        {
+            reload_trust(trust, reason, &metrics);
+        }
         match load_server_cert(&source) {
             Ok(loaded) => {
                 store.current.store(loaded.key.clone());

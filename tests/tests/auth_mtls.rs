@@ -2,6 +2,8 @@
 //! foreign, expired, not-yet-valid or revoked certificate never reaches the upstream; a bad CN
 //! is a 401 with `WWW-Authenticate: Bearer`; never the default user once a method is set.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use kms_tests::{CertFiles, Echo, Echoed, Proxy, ProxyCommand, TestPki, Validity, tls_args};
 
@@ -170,5 +172,88 @@ async fn force_default_username_and_crl() -> Result<()> {
         .output()?;
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("authority_cert_file"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_ca_and_crl_reload_without_restart() -> Result<()> {
+    let pki = TestPki::new("rotate-old")?;
+    let next = TestPki::new("rotate-new")?;
+    let echo = Echo::tcp().await?;
+    let bundle = pki.path("clients-ca.pem");
+    std::fs::write(&bundle, &pki.ca_pem)?;
+    let crl = pki.path("clients.crl");
+    std::fs::copy(pki.crl("empty", &[])?, &crl)?;
+    let server = pki.server("server", Validity::Current)?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&server, &echo.url))
+        .args(["--authority-cert-file", &bundle.display().to_string()])
+        .args(["--crl-file", &crl.display().to_string()])
+        .args(["--cert-reload-interval", "0.2"])
+        .spawn()?;
+    let old_user = pki.client_with("old", Some("old-ca-user"), Validity::Current)?;
+    let new_user = next.client_with("new", Some("new-ca-user"), Validity::Current)?;
+    let get = |id: &CertFiles| -> Result<reqwest::Client> { client(&pki, Some(id)) };
+    assert!(get(&old_user)?.get(proxy.url("/")).send().await.is_ok());
+    assert!(get(&new_user)?.get(proxy.url("/")).send().await.is_err());
+
+    // Rotation, step 1: both CAs in the bundle and a CRL of each (with CRLs configured, a
+    // certificate whose CA has no CRL is refused). Files are written aside, then renamed, as a
+    // Kubernetes Secret update does.
+    let crls = format!(
+        "{}{}",
+        std::fs::read_to_string(pki.crl("old-empty", &[])?)?,
+        std::fs::read_to_string(next.crl("new-empty", &[])?)?
+    );
+    std::fs::write(pki.path("clients.crl.new"), crls)?;
+    std::fs::rename(pki.path("clients.crl.new"), &crl)?;
+    let staged = pki.path("clients-ca.pem.new");
+    std::fs::write(&staged, format!("{}{}", pki.ca_pem, next.ca_pem))?;
+    std::fs::rename(&staged, &bundle)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&new_user)?.get(proxy.url("/")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CA never applied: {}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(proxy.logs().contains("client CA bundle and CRLs reloaded"));
+    let seen: Echoed = get(&new_user)?
+        .get(proxy.url("/"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(seen.one("x-kms-user"), Some("new-ca-user"));
+    assert!(get(&old_user)?.get(proxy.url("/")).send().await.is_ok());
+
+    // A new CRL revoking the old user applies without a restart too.
+    let crls = format!(
+        "{}{}",
+        std::fs::read_to_string(pki.crl("revoking", &[old_user.serial])?)?,
+        std::fs::read_to_string(next.crl("new-empty-2", &[])?)?
+    );
+    std::fs::write(pki.path("clients.crl.new"), crls)?;
+    std::fs::rename(pki.path("clients.crl.new"), &crl)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&old_user)?.get(proxy.url("/")).send().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CRL never applied: {}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A broken bundle is refused and the current trust kept.
+    std::fs::write(pki.path("broken.new"), "not a certificate")?;
+    std::fs::rename(pki.path("broken.new"), &bundle)?;
+    assert!(
+        proxy.wait_for_log("client CA reload failed", Duration::from_secs(10)),
+        "{}",
+        proxy.logs()
+    );
+    assert!(get(&new_user)?.get(proxy.url("/")).send().await.is_ok());
     Ok(())
 }
