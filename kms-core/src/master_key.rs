@@ -28,7 +28,9 @@ pub enum MasterKeyError {
     },
     #[error("the master key file {0} must hold 32 bytes (raw, or base64 on one line)")]
     Format(String),
-    #[error("the master key file {0} is readable by group or others; chmod 600 it")]
+    #[error(
+        "the master key file {0} is open to others or writable by its group; chmod 600 it (or 440 for a dedicated group, as a Kubernetes Secret with fsGroup mounts it)"
+    )]
     Permissions(String),
 }
 
@@ -78,7 +80,9 @@ pub fn load(file: Option<&Path>, dev: bool, data_dir: &Path) -> Result<MasterKey
         source,
     };
     let meta = std::fs::metadata(&path).map_err(read)?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    // Nothing for others, at most read for the group: a Kubernetes Secret mounted with an
+    // fsGroup is 0440 root:<fsGroup>, and that group is the pod's own.
+    if meta.permissions().mode() & 0o037 != 0 {
         return Err(MasterKeyError::Permissions(path.display().to_string()));
     }
     let data = Zeroizing::new(std::fs::read(&path).map_err(read)?);

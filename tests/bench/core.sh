@@ -29,11 +29,11 @@ echo "$create" > "$d/create.json"
 start_stack() { # $1 name, $2 database url (empty = sqlite)
   local dir="$d/$1"; mkdir -p "$dir"
   local db=(); [ -n "$2" ] && db=(--database-url "$2")
-  KMS_LOG=warn target/release/kms-core --dev --data-dir "$dir" --socket "$dir/core.sock" --admin-address 127.0.0.1:0 "${db[@]}" & pids+=($!)
+  KMS_LOG=warn target/release/kms-core --dev --data-dir "$dir" --socket "$dir/core.sock" --admin-address 127.0.0.1:0 "${db[@]}" & pids+=($!); core_pid=$!
   for _ in $(seq 100); do [ -S "$dir/core.sock" ] && break; sleep 0.1; done
   local port; port=$(free_port)
   KMS_LOG=warn target/release/kms-proxy --tls-cert-file "$d/cert.pem" --tls-key-file "$d/key.pem" --upstream "unix:$dir/core.sock" \
-    --hostname 127.0.0.1 --port "$port" --admin-address 127.0.0.1:0 & pids+=($!)
+    --hostname 127.0.0.1 --port "$port" --admin-address 127.0.0.1:0 & pids+=($!); proxy_pid=$!
   sleep 0.5
   sock="$dir/core.sock"; url="https://localhost:$port"
   # A key for the Encrypt runs, owned by the user both paths act as.
@@ -59,4 +59,6 @@ for backend in sqlite postgres; do
       awk -v a="${proxied#req/s=}" -v b="${direct#req/s=}" -v n="$backend $op c=$c" 'BEGIN{split(a,x," "); split(b,y," "); printf "ratio proxy/direct %s = %.2f\n", n, x[1]/y[1]}'
     done
   done
+  hwm() { awk '/VmHWM/{printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
+  echo "$backend peak RSS after the runs: kms-core $(hwm "$core_pid"), kms-proxy $(hwm "$proxy_pid")"
 done

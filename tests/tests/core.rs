@@ -837,6 +837,30 @@ async fn the_core_refuses_requests_without_identity_and_oversized_bodies() -> Re
         .output()?;
     assert!(!status.success());
     assert!(stderr.contains("no master key"), "{stderr}");
+    // A key file others may read is refused; group read only (a Secret with fsGroup) is not.
+    let key_file = pki.path("perm.key");
+    std::fs::write(&key_file, [7u8; 32])?;
+    let with_mode = |mode: u32| -> Result<ProxyCommand> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(mode))?;
+        Ok(ProxyCommand::core().args([
+            "--socket",
+            &pki.path(&format!("perm{mode:o}.sock"))
+                .display()
+                .to_string(),
+            "--data-dir",
+            &pki.path(&format!("perm{mode:o}")).display().to_string(),
+            "--master-key-file",
+            &key_file.display().to_string(),
+            "--admin-address",
+            "127.0.0.1:0",
+        ]))
+    };
+    let (status, _, stderr) = with_mode(0o644)?.output()?;
+    assert!(!status.success());
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    let group_readable = with_mode(0o440)?.spawn_as_is()?;
+    drop(group_readable);
     drop(core);
     Ok(())
 }
