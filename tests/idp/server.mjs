@@ -51,7 +51,7 @@ server.listen(port, '127.0.0.1', () => {
         token_endpoint_auth_method: 'none',
         grant_types: ['authorization_code'],
         response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1/authorization'],
+        redirect_uris: ['http://localhost:17899/authorization'],
       },
     ],
     jwks: { keys: [key] },
@@ -74,6 +74,8 @@ server.listen(port, '127.0.0.1', () => {
       },
     },
     pkce: { required: () => true },
+    // ID tokens carry the scope's claims (email) even when an access token is issued too.
+    conformIdTokenClaims: false,
     async findAccount(_ctx, id) {
       return {
         accountId: id,

@@ -1,0 +1,209 @@
+//! KMIP 2.1 JSON TTLV requests as ckms sends them, and the few response fields it reads.
+
+use serde_json::{Value, json};
+
+use crate::error::CliError;
+
+pub fn leaf(tag: &str, kind: &str, value: Value) -> Value {
+    json!({"tag": tag, "type": kind, "value": value})
+}
+
+pub fn text(tag: &str, value: &str) -> Value {
+    leaf(tag, "TextString", json!(value))
+}
+
+pub fn bytes(tag: &str, value: &[u8]) -> Value {
+    leaf(tag, "ByteString", json!(hex(value)))
+}
+
+pub fn hex(data: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(data.len() * 2);
+    for b in data {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+pub fn unhex(text: &str) -> Result<Vec<u8>, CliError> {
+    let bad = || CliError::Protocol("a ByteString is not hexadecimal".into());
+    if text.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    text.as_bytes()
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)
+}
+
+/// The Cosmian tag attribute: a JSON array serialized into a TextString.
+pub fn tags_attribute(tags: &[String]) -> Value {
+    json!({"tag": "Attribute", "value": [
+        text("VendorIdentification", "cosmian"),
+        text("AttributeName", "tag"),
+        text("AttributeValue", &serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())),
+    ]})
+}
+
+/// A key is named by its uid, or by tags (a JSON array as the identifier).
+pub fn identifier(key_id: Option<&str>, tags: &[String]) -> Result<String, CliError> {
+    match (key_id, tags.is_empty()) {
+        (Some(id), true) => Ok(id.to_owned()),
+        (None, false) => Ok(serde_json::to_string(tags).unwrap_or_default()),
+        (Some(_), false) => Err(CliError::Usage(
+            "give either --key-id or --tag, not both".into(),
+        )),
+        (None, true) => Err(CliError::Usage("give --key-id or --tag".into())),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, now, whole seconds.
+pub fn now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+pub fn create(bits: u32, tags: &[String], id: Option<&str>) -> Value {
+    let mut attributes = vec![
+        leaf("ActivationDate", "DateTime", json!(now())),
+        leaf("CryptographicAlgorithm", "Enumeration", json!("AES")),
+        leaf("CryptographicLength", "Integer", json!(bits)),
+        leaf("CryptographicUsageMask", "Integer", json!(2108)),
+        leaf(
+            "KeyFormatType",
+            "Enumeration",
+            json!("TransparentSymmetricKey"),
+        ),
+        leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
+    ];
+    if let Some(id) = id {
+        attributes.push(text("UniqueIdentifier", id));
+    }
+    attributes.push(tags_attribute(tags));
+    json!({"tag": "Create", "value": [
+        leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
+        {"tag": "Attributes", "value": attributes},
+    ]})
+}
+
+pub fn import(key: &[u8], id: Option<&str>, tags: &[String]) -> Value {
+    json!({"tag": "Import", "value": [
+        text("UniqueIdentifier", id.unwrap_or("")),
+        leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
+        leaf("ReplaceExisting", "Boolean", json!(false)),
+        {"tag": "Attributes", "value": [
+            leaf("ActivationDate", "DateTime", json!(now())),
+            tags_attribute(tags),
+        ]},
+        {"tag": "SymmetricKey", "value": [{"tag": "KeyBlock", "value": [
+            leaf("KeyFormatType", "Enumeration", json!("TransparentSymmetricKey")),
+            {"tag": "KeyValue", "value": [{"tag": "KeyMaterial", "value": [bytes("Key", key)]}]},
+            leaf("CryptographicAlgorithm", "Enumeration", json!("AES")),
+            leaf("CryptographicLength", "Integer", json!(key.len() * 8)),
+        ]}]},
+    ]})
+}
+
+pub fn by_id(op: &str, id: &str, extra: Vec<Value>) -> Value {
+    let mut children = vec![text("UniqueIdentifier", id)];
+    children.extend(extra);
+    json!({"tag": op, "value": children})
+}
+
+fn gcm() -> Value {
+    json!({"tag": "CryptographicParameters", "value": [
+        leaf("BlockCipherMode", "Enumeration", json!("GCM")),
+        leaf("CryptographicAlgorithm", "Enumeration", json!("AES")),
+    ]})
+}
+
+pub fn encrypt(id: &str, data: &[u8], aad: Option<&[u8]>) -> Value {
+    let mut extra = vec![gcm(), bytes("Data", data)];
+    if let Some(aad) = aad {
+        extra.push(bytes("AuthenticatedEncryptionAdditionalData", aad));
+    }
+    by_id("Encrypt", id, extra)
+}
+
+pub fn decrypt(id: &str, nonce: &[u8], data: &[u8], tag: &[u8], aad: Option<&[u8]>) -> Value {
+    let mut extra = vec![gcm(), bytes("Data", data), bytes("IVCounterNonce", nonce)];
+    if let Some(aad) = aad {
+        extra.push(bytes("AuthenticatedEncryptionAdditionalData", aad));
+    }
+    extra.push(bytes("AuthenticatedEncryptionTag", tag));
+    by_id("Decrypt", id, extra)
+}
+
+/// The first direct child with `tag`.
+pub fn field<'a>(node: &'a Value, tag: &str) -> Option<&'a Value> {
+    node["value"].as_array()?.iter().find(|c| c["tag"] == tag)
+}
+
+/// The first node with `tag` anywhere below `node`.
+pub fn find<'a>(node: &'a Value, tag: &str) -> Option<&'a Value> {
+    if node["tag"] == tag {
+        return Some(node);
+    }
+    node["value"].as_array()?.iter().find_map(|c| find(c, tag))
+}
+
+pub fn text_field(node: &Value, tag: &str) -> Result<String, CliError> {
+    field(node, tag)
+        .and_then(|f| f["value"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Protocol(format!("no {tag} in the answer")))
+}
+
+pub fn bytes_field(node: &Value, tag: &str) -> Result<Vec<u8>, CliError> {
+    let hex = field(node, tag)
+        .and_then(|f| f["value"].as_str())
+        .ok_or_else(|| CliError::Protocol(format!("no {tag} in the answer")))?;
+    unhex(hex)
+}
+
+/// The key bytes of a Get answer: `KeyMaterial` raw, or `KeyMaterial{Key}` (transparent).
+pub fn key_material(response: &Value) -> Result<Vec<u8>, CliError> {
+    let material = find(response, "KeyMaterial")
+        .ok_or_else(|| CliError::Protocol("no KeyMaterial in the answer".into()))?;
+    let hex = match material["value"].as_str() {
+        Some(hex) => hex,
+        None => find(material, "Key")
+            .and_then(|k| k["value"].as_str())
+            .ok_or_else(|| CliError::Protocol("no key bytes in KeyMaterial".into()))?,
+    };
+    unhex(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_identifiers() {
+        assert_eq!(hex(&[0, 171, 255]), "00ABFF");
+        assert_eq!(unhex("00abFF").ok(), Some(vec![0, 171, 255]));
+        assert!(unhex("0g").is_err());
+        assert_eq!(
+            identifier(None, &["a".into()]).ok().as_deref(),
+            Some("[\"a\"]")
+        );
+        assert!(identifier(Some("x"), &["a".into()]).is_err());
+        assert_eq!(now().len(), 20);
+    }
+}
