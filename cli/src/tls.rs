@@ -191,11 +191,29 @@ pub fn client_config(http: &HttpConfig) -> Result<rustls::ClientConfig, CliError
 pub fn classify(error: &(dyn std::error::Error + 'static), url: &str) -> Option<CliError> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        // io::Error::source() skips the error it wraps: look inside it explicitly.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        let tls = e
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| inner.and_then(|i| i.downcast_ref::<rustls::Error>()));
+        if let Some(tls) = tls {
             return Some(match tls {
                 rustls::Error::InvalidCertificate(
                     CertificateError::ApplicationVerificationFailure,
                 ) => CliError::PinMismatch { url: url.into() },
+                rustls::Error::AlertReceived(
+                    rustls::AlertDescription::CertificateRequired
+                    | rustls::AlertDescription::BadCertificate
+                    | rustls::AlertDescription::UnknownCA
+                    | rustls::AlertDescription::CertificateExpired
+                    | rustls::AlertDescription::CertificateRevoked,
+                ) => CliError::Unauthenticated {
+                    reason: format!("the KMS refused the TLS handshake ({tls})"),
+                    hint: "It requires a client certificate it trusts: set ssl_client_pkcs12_path and ssl_client_pkcs12_password in [http_config]".into(),
+                },
                 rustls::Error::InvalidCertificate(reason) => CliError::Untrusted {
                     url: url.into(),
                     reason: format!("{reason:?}"),
@@ -206,7 +224,7 @@ pub fn classify(error: &(dyn std::error::Error + 'static), url: &str) -> Option<
                 },
             });
         }
-        current = e.source();
+        current = inner.or_else(|| e.source());
     }
     None
 }

@@ -4,14 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 
-use crate::proxy::capture_output;
+use crate::proxy::{Logs, capture_output};
 
 /// An RSA key pair written as PEM files.
 pub struct RsaKey {
@@ -66,9 +65,6 @@ pub fn sign(header: &Header, claims: &Value, key: &RsaKey) -> Result<String> {
 fn idp_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("idp")
 }
-
-/// The lines a child process printed, collected as they come.
-type Logs = Arc<Mutex<Vec<String>>>;
 
 /// A running `oidc-provider`; killed when dropped.
 pub struct Idp {

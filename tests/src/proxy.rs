@@ -25,8 +25,11 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The lines a child process printed, collected as they come.
+pub type Logs = Arc<Mutex<Vec<String>>>;
+
 /// Collects a child's stdout and stderr lines as they come (reader threads end with the child).
-pub fn capture_output(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+pub fn capture_output(child: &mut Child) -> Logs {
     let logs = Arc::new(Mutex::new(Vec::<String>::new()));
     let pipes = [
         child
