@@ -716,6 +716,24 @@ async fn oauth2_pkce_login_and_logout() -> Result<()> {
             .unwrap_or_default()
             .contains("state does not match")
     );
+    // The provider's own error (the user declined) is reported.
+    let (mut child, url, logs) = start_login(&ckms)?;
+    let state = url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("state="))
+        .unwrap_or_default()
+        .to_owned();
+    let r = reqwest::get(format!(
+        "http://localhost:17899/authorization?error=access_denied&error_description=declined&state={state}"
+    ))
+    .await?;
+    assert_eq!(r.status(), 400);
+    assert!(!wait_exit(&mut child)?);
+    let text = logs.lock().map(|l| l.join("\n")).unwrap_or_default();
+    assert!(
+        text.contains("access_denied") && text.contains("declined"),
+        "{text}"
+    );
     // The callback port busy: a clear error.
     let _holder = std::net::TcpListener::bind(("127.0.0.1", 17899))?;
     let stderr = ckms.fails(&["login"])?;
