@@ -11,6 +11,7 @@ command -v promtool >/dev/null || missing+=(prometheus)   # promtool checks /met
 command -v openssl >/dev/null || missing+=(openssl)       # PKCS#12 files, as users make them
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)  # throwaway clusters
 command -v runuser >/dev/null || missing+=(util-linux)    # PostgreSQL refuses to run as root
+command -v softhsm2-util >/dev/null || missing+=(softhsm2)  # a real PKCS#11 HSM
 command -v node >/dev/null || missing+=(nodejs)           # the test OpenID provider
 command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then

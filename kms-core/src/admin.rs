@@ -1,4 +1,4 @@
-//! The core's admin listener: `/metrics`, `/healthz`, `/readyz` (database reachable).
+//! The core's admin listener: `/metrics`, `/healthz`, `/readyz` (database and HSM reachable).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -49,13 +49,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, registry: Regist
                             }
                         }
                         "/healthz" => plain(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
-                        "/readyz" if state.kms.store.ping().await => {
-                            plain(StatusCode::OK, br#"{"ready":true}"#.to_vec())
-                        }
-                        "/readyz" => plain(
+                        "/readyz" if !state.kms.store.ping().await => plain(
                             StatusCode::SERVICE_UNAVAILABLE,
                             br#"{"ready":false,"reason":"database unreachable"}"#.to_vec(),
                         ),
+                        "/readyz" if !state.kms.hsm_ready() => plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            br#"{"ready":false,"reason":"HSM unavailable"}"#.to_vec(),
+                        ),
+                        "/readyz" => plain(StatusCode::OK, br#"{"ready":true}"#.to_vec()),
                         _ => plain(StatusCode::NOT_FOUND, Vec::new()),
                     };
                     Ok::<_, Infallible>(response)

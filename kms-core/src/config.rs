@@ -52,6 +52,75 @@ pub struct Flags {
     /// Log format: json (default: every audit line is one JSON object) or text
     #[arg(long, env = "KMS_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+
+    /// PKCS#11 module of the HSM (e.g. /usr/lib/softhsm/libsofthsm2.so)
+    #[arg(long, env = "KMS_HSM_MODULE")]
+    pub hsm_module: Option<PathBuf>,
+    /// HSM slot id (or use --hsm-token-label)
+    #[arg(long, env = "KMS_HSM_SLOT")]
+    pub hsm_slot: Option<u64>,
+    /// HSM token label (or use --hsm-slot)
+    #[arg(long, env = "KMS_HSM_TOKEN_LABEL")]
+    pub hsm_token_label: Option<String>,
+    /// File holding the HSM user PIN (else the KMS_HSM_PIN environment variable; never a flag)
+    #[arg(long, env = "KMS_HSM_PIN_FILE")]
+    pub hsm_pin_file: Option<PathBuf>,
+    /// Label of the HSM key that wraps every key at rest (created in the HSM when missing)
+    #[arg(long, env = "KMS_HSM_KEK_LABEL")]
+    pub hsm_kek_label: Option<String>,
+    /// Sessions kept open with the HSM
+    #[arg(long, env = "KMS_HSM_SESSIONS", default_value_t = 8)]
+    pub hsm_sessions: usize,
+
+    #[command(subcommand)]
+    pub command: Option<CoreCommand>,
+}
+
+/// One-off maintenance commands (the server does not start).
+#[derive(Debug, clap::Subcommand)]
+pub enum CoreCommand {
+    /// Re-wrap every stored key under another key-encryption key, then exit
+    Rewrap {
+        /// `hsm`: the HSM KEK (--hsm-kek-label); `master`: the master key file
+        #[arg(long, value_enum)]
+        to: crate::wrapping::Wrapping,
+    },
+}
+
+impl Flags {
+    /// The HSM settings, when a module is configured. The PIN comes from --hsm-pin-file or
+    /// KMS_HSM_PIN, never from a flag value.
+    pub fn hsm(&self) -> Result<Option<crate::hsm::HsmConfig>, String> {
+        let Some(module) = &self.hsm_module else {
+            if self.hsm_kek_label.is_some() {
+                return Err("--hsm-kek-label needs --hsm-module".into());
+            }
+            return Ok(None);
+        };
+        let token = match (self.hsm_slot, &self.hsm_token_label) {
+            (Some(slot), None) => crate::hsm::TokenSelector::Slot(slot),
+            (None, Some(label)) => crate::hsm::TokenSelector::Label(label.clone()),
+            _ => return Err("give exactly one of --hsm-slot and --hsm-token-label".into()),
+        };
+        let pin = match &self.hsm_pin_file {
+            Some(file) => zeroize::Zeroizing::new(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("--hsm-pin-file {}: {e}", file.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned(),
+            ),
+            None => zeroize::Zeroizing::new(std::env::var("KMS_HSM_PIN").map_err(|_| {
+                "the HSM PIN is missing: set KMS_HSM_PIN or --hsm-pin-file".to_owned()
+            })?),
+        };
+        Ok(Some(crate::hsm::HsmConfig {
+            module: module.clone(),
+            token,
+            pin,
+            kek_label: self.hsm_kek_label.clone(),
+            sessions: self.hsm_sessions.clamp(1, 256),
+        }))
+    }
 }
 
 impl Flags {

@@ -39,6 +39,8 @@ pub enum KmsError {
     TooLarge,
     #[error("Internal server error")]
     Internal(String),
+    #[error("Service_Unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl KmsError {
@@ -49,6 +51,7 @@ impl KmsError {
             Self::Json(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }

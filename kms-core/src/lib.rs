@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod hsm;
 pub mod http;
 pub mod kmip;
 pub mod master_key;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod object;
 pub mod store;
 pub mod tcp;
+pub mod wrapping;
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -46,6 +48,58 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
     Tcp(#[from] tcp::TcpError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Hsm(#[from] hsm::HsmError),
+}
+
+/// The key-encryption keys: the HSM (when configured) and the master key file (required
+/// unless the HSM holds a KEK; with both, keys wrapped by either can be read).
+pub fn load_wrappers(flags: &Flags) -> Result<wrapping::Wrappers, StartError> {
+    let hsm = match flags.hsm().map_err(StartError::Config)? {
+        Some(config) => {
+            let hsm = hsm::Hsm::open(&config)?;
+            tracing::info!(module = %config.module.display(), kek = ?config.kek_label, "HSM opened");
+            Some(Arc::new(hsm))
+        }
+        None => None,
+    };
+    let kek_in_hsm = hsm.as_ref().is_some_and(|h| h.has_kek());
+    let master = if kek_in_hsm && flags.master_key_file.is_none() && !flags.dev {
+        None
+    } else {
+        Some(master_key::load(
+            flags.master_key_file.as_deref(),
+            flags.dev,
+            &flags.data_dir,
+        )?)
+    };
+    Ok(wrapping::Wrappers { master, hsm })
+}
+
+/// `kms-core rewrap --to <hsm|master>`: re-wraps every stored key under the other
+/// key-encryption key, one key per transaction (an interrupted run can simply be run again).
+pub async fn rewrap(flags: &Flags, to: wrapping::Wrapping) -> Result<usize, StartError> {
+    let keys = load_wrappers(flags)?;
+    let from = match to {
+        wrapping::Wrapping::Hsm => wrapping::Wrapping::Master,
+        wrapping::Wrapping::Master => wrapping::Wrapping::Hsm,
+    };
+    let fail = |e: error::KmsError| StartError::Config(e.to_string());
+    // Both keys must be at hand before anything changes.
+    keys.wrap_with(to, "probe", &[0u8; 32]).map_err(fail)?;
+    let store = store::Store::open(&flags.database_url(), 2).await?;
+    let mut moved = 0;
+    for (uid, wrapped) in store.wrapped_under(from).await? {
+        let key = keys.unwrap(from, &uid, &wrapped).map_err(fail)?;
+        let rewrapped = keys.wrap_with(to, &uid, &key).map_err(fail)?;
+        if store.rewrap(&uid, from, to, &rewrapped).await? {
+            moved += 1;
+        }
+    }
+    tracing::info!(moved, from = from.as_str(), to = to.as_str(), "rewrap done");
+    Ok(moved)
 }
 
 /// Binds the Unix socket: refuses when another process serves it, replaces a stale one.
@@ -87,8 +141,7 @@ impl App {
             Some(address) => Some((address, tcp::acceptor(flags, address)?)),
             None => None,
         };
-        let master =
-            master_key::load(flags.master_key_file.as_deref(), flags.dev, &flags.data_dir)?;
+        let keys = load_wrappers(flags)?;
         let url = flags.database_url();
         if url.starts_with("sqlite") {
             std::fs::create_dir_all(&flags.data_dir).map_err(|e| StartError::Socket {
@@ -116,7 +169,7 @@ impl App {
             None => None,
         };
         let state = Arc::new(AppState {
-            kms: Kms::new(store, master),
+            kms: Kms::new(store, keys),
             metrics,
             max_body_size: flags.max_body_size,
         });

@@ -49,6 +49,21 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        if let Some(kms_core::config::CoreCommand::Rewrap { to }) = &flags.command {
+            return match kms_core::rewrap(&flags, *to).await {
+                Ok(moved) => {
+                    println!(
+                        "re-wrapped {moved} key(s) under the {} key-encryption key",
+                        to.as_str()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kms-core rewrap: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         match App::bind(&flags).await {
             Ok(app) => {
                 app.run(shutdown_signal()).await;

@@ -77,8 +77,10 @@ pub struct ManagedObject {
     pub deactivation_date: Option<i64>,
     pub created_at: i64,
     pub last_change: i64,
-    /// `nonce || ciphertext || tag` under the master key; never the clear key.
+    /// `nonce || ciphertext || tag` under the key-encryption key; never the clear key.
     pub wrapped_key: Vec<u8>,
+    /// Which key-encryption key `wrapped_key` is under.
+    pub wrapping: crate::wrapping::Wrapping,
     pub meta: Meta,
     pub tags: BTreeSet<String>,
 }
@@ -125,6 +127,7 @@ mod tests {
             created_at: 0,
             last_change: 0,
             wrapped_key: vec![],
+            wrapping: crate::wrapping::Wrapping::Master,
             meta: Meta::default(),
             tags: BTreeSet::new(),
         }

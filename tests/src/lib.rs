@@ -6,6 +6,7 @@ pub mod idp;
 pub mod pki;
 pub mod postgres;
 pub mod proxy;
+pub mod softhsm;
 pub mod stack;
 
 pub use echo::{Echo, Echoed};

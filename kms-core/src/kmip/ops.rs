@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 
 use time::OffsetDateTime;
 
-use crate::crypto::{self, MasterKey};
+use crate::crypto;
 use crate::error::KmsError;
 use crate::kmip::ttlv::{Enumeration, Ttlv, Value, decode_hex};
 use crate::object::{Link, ManagedObject, Meta, SYMMETRIC_KEY_TAG, State, now};
 use crate::store::Store;
+use crate::wrapping::Wrappers;
 
 /// Usage mask bits used here (KMIP 2.1, 3.19).
 const MASK_ENCRYPT: i32 = 0x4;
@@ -25,7 +26,7 @@ pub struct Done {
 
 pub struct Kms {
     pub store: Store,
-    master: MasterKey,
+    keys: Wrappers,
 }
 
 fn node(tag: &str, value: Value) -> Ttlv {
@@ -296,8 +297,13 @@ fn is_compromise(reason: Option<&str>) -> bool {
 }
 
 impl Kms {
-    pub fn new(store: Store, master: MasterKey) -> Self {
-        Self { store, master }
+    pub fn new(store: Store, keys: Wrappers) -> Self {
+        Self { store, keys }
+    }
+
+    /// False when an HSM is configured and does not answer.
+    pub fn hsm_ready(&self) -> bool {
+        self.keys.hsm.as_ref().is_none_or(|h| h.ping())
     }
 
     /// Runs a bare operation or a RequestMessage batch for `user`.
@@ -425,10 +431,7 @@ impl Kms {
             Some(d) if d <= t => State::Active,
             _ => State::PreActive,
         };
-        let wrapped = self
-            .master
-            .wrap(&uid, key)
-            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        let (wrapping, wrapped) = self.keys.wrap(&uid, key)?;
         let mut all_tags = tags;
         all_tags.insert(SYMMETRIC_KEY_TAG.to_owned());
         Ok(ManagedObject {
@@ -444,6 +447,7 @@ impl Kms {
             created_at: t,
             last_change: t,
             wrapped_key: wrapped,
+            wrapping,
             meta: Meta {
                 key_digest_hex: crate::kmip::hex_upper(&crypto::sha256(key)),
                 ..Meta::default()
@@ -600,10 +604,7 @@ impl Kms {
             (s, true) if s.is_destroyed() => return Err(KmsError::ObjectNotFound(id.to_owned())),
             _ => {}
         }
-        let key = self
-            .master
-            .unwrap(&o.uid, &o.wrapped_key)
-            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        let key = self.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
         let transparent = get_enum(req, "KeyFormatType")? == Some("TransparentSymmetricKey");
         let mut key_attributes = attributes(&o);
         key_attributes.push(tag_attribute(&o.tags));
@@ -744,10 +745,7 @@ impl Kms {
             .ok_or_else(|| KmsError::InvalidRequest("Encrypt: missing Data".into()))?;
         let nonce = get_bytes(req, "IVCounterNonce")?;
         let aad = get_bytes(req, "AuthenticatedEncryptionAdditionalData")?.unwrap_or_default();
-        let key = self
-            .master
-            .unwrap(&o.uid, &o.wrapped_key)
-            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        let key = self.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
         let sealed = crypto::encrypt(&key, nonce, aad, data)
             .map_err(|e| KmsError::Crypto(format!("CRYPTO: error: {e}")))?;
         let mut children = vec![
@@ -784,10 +782,7 @@ impl Kms {
         let tag = get_bytes(req, "AuthenticatedEncryptionTag")?
             .ok_or_else(|| missing("AuthenticatedEncryptionTag"))?;
         let aad = get_bytes(req, "AuthenticatedEncryptionAdditionalData")?.unwrap_or_default();
-        let key = self
-            .master
-            .unwrap(&o.uid, &o.wrapped_key)
-            .map_err(|e| KmsError::Internal(e.to_string()))?;
+        let key = self.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
         let plain = crypto::decrypt(&key, nonce, aad, data, tag)
             .map_err(|e| KmsError::Crypto(format!("CRYPTO: error: {e}")))?;
         Ok(Done {

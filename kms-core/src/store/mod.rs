@@ -66,7 +66,7 @@ struct Write<'a> {
 macro_rules! columns {
     () => {
         "uid, owner, object_type, state, algorithm, length_bits, usage_mask, activation_date, \
-         deactivation_date, created_at, last_change, wrapped_key, meta"
+         deactivation_date, created_at, last_change, wrapped_key, meta, wrapping"
     };
 }
 
@@ -148,7 +148,10 @@ impl Store {
         let state: String = row.try_get("state")?;
         let wrapped: String = row.try_get("wrapped_key")?;
         let meta: String = row.try_get("meta")?;
+        let wrapping: String = row.try_get("wrapping")?;
         Ok(ManagedObject {
+            wrapping: crate::wrapping::Wrapping::parse(&wrapping)
+                .ok_or_else(|| corrupt(&uid, "wrapping"))?,
             owner: row.try_get("owner")?,
             object_type: row.try_get("object_type")?,
             state: State::parse(&state).ok_or_else(|| corrupt(&uid, "state"))?,
@@ -201,7 +204,7 @@ impl Store {
         let inserted = sqlx::query(concat!(
             "INSERT INTO objects (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(&o.uid)
         .bind(&o.owner)
@@ -216,6 +219,7 @@ impl Store {
         .bind(o.last_change)
         .bind(B64.encode(&o.wrapped_key))
         .bind(meta)
+        .bind(o.wrapping.as_str())
         .execute(&mut **tx)
         .await;
         match inserted {
@@ -294,6 +298,49 @@ impl Store {
         Self::update_in(tx, o).await?;
         w.tx.commit().await?;
         Ok(())
+    }
+
+    /// The uids and wrapped keys under `wrapping` (destroyed keys hold none).
+    pub async fn wrapped_under(
+        &self,
+        wrapping: crate::wrapping::Wrapping,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT uid, wrapped_key FROM objects WHERE wrapping = $1 AND wrapped_key <> '' ORDER BY uid",
+        )
+        .bind(wrapping.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let uid: String = row.try_get("uid")?;
+                let wrapped: String = row.try_get("wrapped_key")?;
+                let bytes = B64.decode(wrapped).map_err(|e| corrupt(&uid, e))?;
+                Ok((uid, bytes))
+            })
+            .collect()
+    }
+
+    /// Replaces one key's wrapped material and wrapping, if it is still under `from`.
+    pub async fn rewrap(
+        &self,
+        uid: &str,
+        from: crate::wrapping::Wrapping,
+        to: crate::wrapping::Wrapping,
+        wrapped: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut w = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE objects SET wrapped_key = $2, wrapping = $3 WHERE uid = $1 AND wrapping = $4",
+        )
+        .bind(uid)
+        .bind(B64.encode(wrapped))
+        .bind(to.as_str())
+        .bind(from.as_str())
+        .execute(&mut *w.tx)
+        .await?;
+        w.tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Destroy: new state and the wrapped material erased, in one statement.

@@ -1,0 +1,299 @@
+//! A PKCS#11 HSM (tested with SoftHSM2): a pool of logged-in sessions and the key-encryption
+//! key (KEK) that wraps every key at rest when configured. The KEK is an AES-256 key generated
+//! inside the token (sensitive, never extractable); wrapping is AES-GCM run inside the HSM with
+//! the object's uid as additional data. Calls are blocking FFI: they run in
+//! `tokio::task::block_in_place`, one pooled session each.
+
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::{AuthPin, Ulong};
+use zeroize::Zeroizing;
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// Which token to use.
+#[derive(Debug, Clone)]
+pub enum TokenSelector {
+    Slot(u64),
+    Label(String),
+}
+
+/// Everything needed to open the HSM. The PIN never prints.
+#[derive(Clone)]
+pub struct HsmConfig {
+    pub module: PathBuf,
+    pub token: TokenSelector,
+    pub pin: Zeroizing<String>,
+    pub kek_label: Option<String>,
+    pub sessions: usize,
+}
+
+impl std::fmt::Debug for HsmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HsmConfig")
+            .field("module", &self.module)
+            .field("token", &self.token)
+            .field("pin", &"***")
+            .field("kek_label", &self.kek_label)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    #[error("cannot load the PKCS#11 module {module}: {reason}")]
+    Module { module: String, reason: String },
+    #[error("no HSM token {0}")]
+    Token(String),
+    #[error("HSM login refused: {0} (check KMS_HSM_PIN or --hsm-pin-file)")]
+    Login(String),
+    #[error("HSM key-encryption key {label:?}: {reason}")]
+    Kek { label: String, reason: String },
+    #[error("HSM unavailable: {0}")]
+    Unavailable(String),
+    #[error("HSM operation failed: {0}")]
+    Operation(String),
+}
+
+pub struct Hsm {
+    _context: Pkcs11,
+    slot: Slot,
+    sessions: Mutex<Vec<Session>>,
+    returned: Condvar,
+    kek: Option<(String, ObjectHandle)>,
+}
+
+impl std::fmt::Debug for Hsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hsm")
+            .field("slot", &self.slot.id())
+            .field("kek", &self.kek.as_ref().map(|(label, _)| label))
+            .finish()
+    }
+}
+
+fn op(e: impl std::fmt::Display) -> HsmError {
+    HsmError::Operation(e.to_string())
+}
+
+/// Finds the secret key with `label`, or generates it (AES-256, token object, sensitive,
+/// not extractable) when `create` is set.
+fn find_or_create_kek(session: &Session, label: &str) -> Result<ObjectHandle, HsmError> {
+    let err = |reason: String| HsmError::Kek {
+        label: label.to_owned(),
+        reason,
+    };
+    let found = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .map_err(|e| err(e.to_string()))?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            let key = session
+                .generate_key(
+                    &Mechanism::AesKeyGen,
+                    &[
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(false),
+                        Attribute::Encrypt(true),
+                        Attribute::Decrypt(true),
+                        Attribute::KeyType(KeyType::AES),
+                        Attribute::ValueLen(Ulong::from(32u64)),
+                        Attribute::Label(label.as_bytes().to_vec()),
+                    ],
+                )
+                .map_err(|e| err(format!("cannot generate it: {e}")))?;
+            tracing::warn!(label, "generated a new key-encryption key in the HSM");
+            Ok(key)
+        }
+        _ => Err(err("several keys carry this label".into())),
+    }
+}
+
+impl Hsm {
+    /// Loads the module, finds the token, logs in, opens the session pool, finds (or makes)
+    /// the KEK. Blocking: call at start.
+    pub fn open(config: &HsmConfig) -> Result<Self, HsmError> {
+        let module = config.module.display().to_string();
+        if !config.module.is_file() {
+            return Err(HsmError::Module {
+                module,
+                reason: "file not found (Debian: apt-get install softhsm2 for /usr/lib/softhsm/libsofthsm2.so)".into(),
+            });
+        }
+        let context = Pkcs11::new(&config.module).map_err(|e| HsmError::Module {
+            module: module.clone(),
+            reason: e.to_string(),
+        })?;
+        context
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .map_err(|e| HsmError::Module {
+                module,
+                reason: format!("C_Initialize: {e}"),
+            })?;
+        let slots = context
+            .get_slots_with_token()
+            .map_err(|e| HsmError::Token(e.to_string()))?;
+        let slot = slots
+            .into_iter()
+            .find(|slot| match &config.token {
+                TokenSelector::Slot(id) => slot.id() == *id,
+                TokenSelector::Label(label) => context
+                    .get_token_info(*slot)
+                    .is_ok_and(|info| info.label().trim_end() == label),
+            })
+            .ok_or_else(|| HsmError::Token(format!("{:?} on this module", config.token)))?;
+        let pin = AuthPin::from(config.pin.as_str());
+        let mut sessions = Vec::with_capacity(config.sessions.max(1));
+        for i in 0..config.sessions.max(1) {
+            let session = context
+                .open_rw_session(slot)
+                .map_err(|e| HsmError::Unavailable(format!("cannot open a session: {e}")))?;
+            // Login is per application: the first session logs in, the others share it.
+            if i == 0 {
+                session
+                    .login(UserType::User, Some(&pin))
+                    .map_err(|e| HsmError::Login(e.to_string()))?;
+            }
+            sessions.push(session);
+        }
+        let kek = match &config.kek_label {
+            Some(label) => Some((label.clone(), find_or_create_kek(&sessions[0], label)?)),
+            None => None,
+        };
+        Ok(Self {
+            _context: context,
+            slot,
+            sessions: Mutex::new(sessions),
+            returned: Condvar::new(),
+            kek,
+        })
+    }
+
+    pub fn has_kek(&self) -> bool {
+        self.kek.is_some()
+    }
+
+    /// Runs `f` with a pooled session, waiting (up to 10 s) for a free one.
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, HsmError>,
+    ) -> Result<T, HsmError> {
+        let run = || {
+            let mut pool = self
+                .sessions
+                .lock()
+                .map_err(|_| HsmError::Unavailable("session pool poisoned".into()))?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let session = loop {
+                if let Some(s) = pool.pop() {
+                    break s;
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(HsmError::Unavailable("no free HSM session in 10 s".into()));
+                }
+                pool = self
+                    .returned
+                    .wait_timeout(pool, left)
+                    .map_err(|_| HsmError::Unavailable("session pool poisoned".into()))?
+                    .0;
+            };
+            drop(pool);
+            let result = f(&session);
+            if let Ok(mut pool) = self.sessions.lock() {
+                pool.push(session);
+            }
+            self.returned.notify_one();
+            result
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
+        }
+    }
+
+    fn kek(&self) -> Result<ObjectHandle, HsmError> {
+        self.kek
+            .as_ref()
+            .map(|(_, handle)| *handle)
+            .ok_or_else(|| HsmError::Operation("no key-encryption key configured".into()))
+    }
+
+    /// AES-GCM under the KEK inside the HSM: `nonce ‖ ciphertext ‖ tag`, the uid as AAD.
+    pub fn wrap(&self, uid: &str, key: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let kek = self.kek()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| op("no randomness"))?;
+        let sealed = self.with_session(|session| {
+            let mut iv = nonce;
+            let params =
+                GcmParams::new(&mut iv, uid.as_bytes(), Ulong::from(128u64)).map_err(op)?;
+            session
+                .encrypt(&Mechanism::AesGcm(params), kek, key)
+                .map_err(|e| classify(&e))
+        })?;
+        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    pub fn unwrap(&self, uid: &str, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let kek = self.kek()?;
+        if wrapped.len() < NONCE_LEN + TAG_LEN {
+            return Err(op("wrapped key too short"));
+        }
+        let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
+        let mut iv = [0u8; NONCE_LEN];
+        iv.copy_from_slice(nonce);
+        self.with_session(|session| {
+            let params =
+                GcmParams::new(&mut iv, uid.as_bytes(), Ulong::from(128u64)).map_err(op)?;
+            session
+                .decrypt(&Mechanism::AesGcm(params), kek, sealed)
+                .map(Zeroizing::new)
+                .map_err(|e| classify(&e))
+        })
+    }
+
+    /// True when the token answers (for `/readyz`).
+    pub fn ping(&self) -> bool {
+        self.with_session(|session| session.get_session_info().map(|_| ()).map_err(op))
+            .is_ok()
+    }
+}
+
+/// A token gone or a session closed is "unavailable" (503); anything else an operation error.
+fn classify(e: &cryptoki::error::Error) -> HsmError {
+    let text = e.to_string();
+    use cryptoki::error::{Error, RvError};
+    match e {
+        Error::Pkcs11(
+            RvError::DeviceRemoved
+            | RvError::DeviceError
+            | RvError::TokenNotPresent
+            | RvError::SessionClosed
+            | RvError::SessionHandleInvalid
+            | RvError::UserNotLoggedIn,
+            _,
+        ) => HsmError::Unavailable(text),
+        _ => HsmError::Operation(text),
+    }
+}

@@ -1,0 +1,268 @@
+//! The HSM key-encryption key with a real SoftHSM2 token, through the real proxy and core:
+//! keys created under the master key file move to the HSM KEK and back (`kms-core rewrap`)
+//! without losing one; keys wrapped by the HSM survive a core restart; a wrong PIN, a missing
+//! module or a missing PIN stop the core with a clear message; /readyz checks the HSM.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use base64::Engine;
+use kms_tests::softhsm::{PIN, SoftHsm};
+use kms_tests::stack::{by_uid, create_request, field};
+use kms_tests::{Proxy, ProxyCommand, TestPki, Validity, tls_args};
+use serde_json::{Value, json};
+
+/// A core on `data` with `extra` arguments, and a proxy in front of it.
+struct Running {
+    _core: Proxy,
+    core_admin: String,
+    proxy: Proxy,
+    client: reqwest::Client,
+}
+
+fn core_base(data: &Path) -> Vec<String> {
+    vec![
+        "--socket".into(),
+        data.join("core.sock").display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--admin-address".into(),
+        "127.0.0.1:0".into(),
+    ]
+}
+
+fn start(pki: &TestPki, hsm: &SoftHsm, data: &Path, extra: &[String]) -> Result<Running> {
+    let core = ProxyCommand::core()
+        .args(core_base(data))
+        .args(extra)
+        .env("SOFTHSM2_CONF", &hsm.conf.display().to_string())
+        .env("KMS_HSM_PIN", PIN)
+        .spawn_as_is()?;
+    let cert = pki.server("server", Validity::Current)?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(
+            &cert,
+            &format!("unix:{}", data.join("core.sock").display()),
+        ))
+        .spawn()?;
+    Ok(Running {
+        core_admin: core.admin_url("/readyz"),
+        _core: core,
+        proxy,
+        client: kms_tests::client::https(&pki.ca_pem)?,
+    })
+}
+
+impl Running {
+    async fn kmip(&self, body: &Value) -> Result<(u16, String)> {
+        let r = self
+            .client
+            .post(self.proxy.url("/kmip/2_1"))
+            .json(body)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+
+    async fn ok(&self, body: &Value) -> Result<Value> {
+        let (status, text) = self.kmip(body).await?;
+        ensure!(status == 200, "{status}: {text}");
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    async fn create(&self) -> Result<String> {
+        let created = self
+            .ok(&create_request(
+                256,
+                &["hsm-test"],
+                Some("2026-01-01T00:00:00Z"),
+            ))
+            .await?;
+        field(&created, "UniqueIdentifier")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .context("uid")
+    }
+
+    /// Encrypts `plain`: (nonce, ciphertext, tag) as hex.
+    async fn encrypt(&self, uid: &str, plain: &[u8]) -> Result<[String; 3]> {
+        let hex = plain.iter().map(|b| format!("{b:02X}")).collect::<String>();
+        let response = self
+            .ok(&by_uid(
+                "Encrypt",
+                uid,
+                vec![json!({"tag": "Data", "type": "ByteString", "value": hex})],
+            ))
+            .await?;
+        let get = |tag: &str| {
+            field(&response, tag)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .context("field")
+        };
+        Ok([
+            get("IVCounterNonce")?,
+            get("Data")?,
+            get("AuthenticatedEncryptionTag")?,
+        ])
+    }
+
+    async fn decrypt(&self, uid: &str, sealed: &[String; 3]) -> Result<(u16, String)> {
+        let request = by_uid(
+            "Decrypt",
+            uid,
+            vec![
+                json!({"tag": "Data", "type": "ByteString", "value": sealed[1]}),
+                json!({"tag": "IVCounterNonce", "type": "ByteString", "value": sealed[0]}),
+                json!({"tag": "AuthenticatedEncryptionTag", "type": "ByteString", "value": sealed[2]}),
+            ],
+        );
+        let (status, text) = self.kmip(&request).await?;
+        if status != 200 {
+            return Ok((status, text));
+        }
+        let response: Value = serde_json::from_str(&text)?;
+        Ok((
+            200,
+            field(&response, "Data")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    }
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02X}")).collect()
+}
+
+fn rewrap(hsm: &SoftHsm, data: &Path, master: &Path, to: &str) -> Result<String> {
+    let (status, stdout, stderr) = ProxyCommand::core()
+        .args(core_base(data))
+        .args(["--master-key-file", &master.display().to_string()])
+        .args(hsm.core_args("kms-kek"))
+        .args(["rewrap", "--to", to])
+        .env("SOFTHSM2_CONF", &hsm.conf.display().to_string())
+        .env("KMS_HSM_PIN", PIN)
+        .output()?;
+    ensure!(status.success(), "rewrap --to {to}: {stderr}");
+    Ok(stdout)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_move_to_the_hsm_kek_and_back() -> Result<()> {
+    let hsm = SoftHsm::new("kms-test")?;
+    let pki = TestPki::new("hsm")?;
+    let data = pki.path("data");
+    std::fs::create_dir_all(&data)?;
+    let master = pki.path("master.key");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&master)?;
+        f.write_all(
+            base64::engine::general_purpose::STANDARD
+                .encode([42u8; 32])
+                .as_bytes(),
+        )?;
+    }
+    let master_only = vec!["--master-key-file".to_owned(), master.display().to_string()];
+    let hsm_only = hsm.core_args("kms-kek");
+
+    // 1. Keys under the master key file, in use.
+    let stack = start(&pki, &hsm, &data, &master_only)?;
+    let first = stack.create().await?;
+    let sealed_first = stack.encrypt(&first, b"before the move").await?;
+    drop(stack);
+
+    // 2. To the HSM KEK; the core then runs with the HSM only (no master key at all).
+    let out = rewrap(&hsm, &data, &master, "hsm")?;
+    assert!(out.contains("re-wrapped 1 key(s) under the hsm"), "{out}");
+    let stack = start(&pki, &hsm, &data, &hsm_only)?;
+    assert_eq!(
+        stack.decrypt(&first, &sealed_first).await?,
+        (200, hex("before the move"))
+    );
+    let second = stack.create().await?;
+    let sealed_second = stack.encrypt(&second, b"made under the hsm").await?;
+    assert_eq!(
+        reqwest::get(&stack.core_admin).await?.status(),
+        200,
+        "/readyz with the HSM"
+    );
+    drop(stack);
+    // A key wrapped by the HSM survives a restart.
+    let stack = start(&pki, &hsm, &data, &hsm_only)?;
+    assert_eq!(
+        stack.decrypt(&second, &sealed_second).await?,
+        (200, hex("made under the hsm"))
+    );
+    drop(stack);
+    // Without the HSM those keys cannot be read: a server error, never a wrong answer.
+    let stack = start(&pki, &hsm, &data, &master_only)?;
+    let (status, _) = stack.decrypt(&second, &sealed_second).await?;
+    assert_eq!(status, 500);
+    drop(stack);
+
+    // 3. Back to the master key file; every key still works.
+    let out = rewrap(&hsm, &data, &master, "master")?;
+    assert!(
+        out.contains("re-wrapped 2 key(s) under the master"),
+        "{out}"
+    );
+    let out = rewrap(&hsm, &data, &master, "master")?;
+    assert!(
+        out.contains("re-wrapped 0 key(s)"),
+        "a second run moves nothing: {out}"
+    );
+    let stack = start(&pki, &hsm, &data, &master_only)?;
+    assert_eq!(
+        stack.decrypt(&first, &sealed_first).await?,
+        (200, hex("before the move"))
+    );
+    assert_eq!(
+        stack.decrypt(&second, &sealed_second).await?,
+        (200, hex("made under the hsm"))
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hsm_failures_stop_the_core_with_a_clear_message() -> Result<()> {
+    let hsm = SoftHsm::new("kms-fail")?;
+    let pki = TestPki::new("hsm-fail")?;
+    let data = pki.path("data");
+    let run = |args: Vec<String>, pin: Option<&str>| -> Result<String> {
+        let mut command = ProxyCommand::core()
+            .args(core_base(&data))
+            .args(args)
+            .env("SOFTHSM2_CONF", &hsm.conf.display().to_string());
+        if let Some(pin) = pin {
+            command = command.env("KMS_HSM_PIN", pin);
+        }
+        let (status, _, stderr) = command.output()?;
+        ensure!(!status.success(), "the core started: {stderr}");
+        Ok(stderr)
+    };
+    let stderr = run(hsm.core_args("kek"), Some("wrong-pin"))?;
+    assert!(stderr.contains("HSM login refused"), "{stderr}");
+    assert!(!stderr.contains("wrong-pin"), "the PIN is in the output");
+    let stderr = run(hsm.core_args("kek"), None)?;
+    assert!(stderr.contains("KMS_HSM_PIN"), "{stderr}");
+    let mut missing = hsm.core_args("kek");
+    missing[1] = "/usr/lib/nowhere/libpkcs11.so".into();
+    let stderr = run(missing, Some(PIN))?;
+    assert!(
+        stderr.contains("cannot load the PKCS#11 module") && stderr.contains("softhsm2"),
+        "{stderr}"
+    );
+    let mut no_token = hsm.core_args("kek");
+    no_token[3] = "no-such-token".into();
+    let stderr = run(no_token, Some(PIN))?;
+    assert!(stderr.contains("no HSM token"), "{stderr}");
+    Ok(())
+}
