@@ -68,6 +68,9 @@ pub struct Flags {
     /// Label of the HSM key that wraps every key at rest (created in the HSM when missing)
     #[arg(long, env = "KMS_HSM_KEK_LABEL")]
     pub hsm_kek_label: Option<String>,
+    /// Users allowed to create and destroy keys in the HSM (repeatable; comma-separated in env)
+    #[arg(long, env = "KMS_HSM_ADMIN", value_delimiter = ',')]
+    pub hsm_admin: Vec<String>,
     /// Sessions kept open with the HSM
     #[arg(long, env = "KMS_HSM_SESSIONS", default_value_t = 8)]
     pub hsm_sessions: usize,

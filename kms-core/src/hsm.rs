@@ -4,6 +4,7 @@
 //! the object's uid as additional data. Calls are blocking FFI: they run in
 //! `tokio::task::block_in_place`, one pooled session each.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -70,6 +71,15 @@ pub struct Hsm {
     sessions: Mutex<Vec<Session>>,
     returned: Condvar,
     kek: Option<(String, ObjectHandle)>,
+    /// Handles of HSM-resident keys by label, found once.
+    resident: Mutex<HashMap<String, ObjectHandle>>,
+}
+
+/// AES-GCM output of the HSM.
+pub struct HsmSealed {
+    pub nonce: [u8; NONCE_LEN],
+    pub ciphertext: Vec<u8>,
+    pub tag: Vec<u8>,
 }
 
 impl std::fmt::Debug for Hsm {
@@ -181,6 +191,7 @@ impl Hsm {
             sessions: Mutex::new(sessions),
             returned: Condvar::new(),
             kek,
+            resident: Mutex::new(HashMap::new()),
         })
     }
 
@@ -268,6 +279,146 @@ impl Hsm {
                 GcmParams::new(&mut iv, uid.as_bytes(), Ulong::from(128u64)).map_err(op)?;
             session
                 .decrypt(&Mechanism::AesGcm(params), kek, sealed)
+                .map(Zeroizing::new)
+                .map_err(|e| classify(&e))
+        })
+    }
+
+    pub fn slot_id(&self) -> u64 {
+        self.slot.id()
+    }
+
+    fn find_key(session: &Session, label: &str) -> Result<Vec<ObjectHandle>, HsmError> {
+        session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .map_err(|e| classify(&e))
+    }
+
+    fn resident_key(&self, label: &str) -> Result<ObjectHandle, HsmError> {
+        if let Some(handle) = self
+            .resident
+            .lock()
+            .ok()
+            .and_then(|m| m.get(label).copied())
+        {
+            return Ok(handle);
+        }
+        let found = self.with_session(|session| Self::find_key(session, label))?;
+        let [handle] = found.as_slice() else {
+            return Err(HsmError::Operation(format!(
+                "{} key(s) labelled {label:?} in the HSM",
+                found.len()
+            )));
+        };
+        if let Ok(mut map) = self.resident.lock() {
+            map.insert(label.to_owned(), *handle);
+        }
+        Ok(*handle)
+    }
+
+    /// Generates an AES key inside the HSM: a token object, sensitive, never extractable,
+    /// for encryption and decryption only.
+    pub fn create_key(&self, label: &str, bits: u64) -> Result<(), HsmError> {
+        if label == self.kek.as_ref().map_or("", |(l, _)| l.as_str()) {
+            return Err(HsmError::Operation(format!(
+                "{label:?} is the key-encryption key"
+            )));
+        }
+        let handle = self.with_session(|session| {
+            if !Self::find_key(session, label)?.is_empty() {
+                return Err(HsmError::Operation(format!(
+                    "a key labelled {label:?} already exists in the HSM"
+                )));
+            }
+            session
+                .generate_key(
+                    &Mechanism::AesKeyGen,
+                    &[
+                        Attribute::Token(true),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(false),
+                        Attribute::Encrypt(true),
+                        Attribute::Decrypt(true),
+                        Attribute::Wrap(false),
+                        Attribute::Unwrap(false),
+                        Attribute::KeyType(KeyType::AES),
+                        Attribute::ValueLen(Ulong::from(bits / 8)),
+                        Attribute::Label(label.as_bytes().to_vec()),
+                    ],
+                )
+                .map_err(|e| classify(&e))
+        })?;
+        if let Ok(mut map) = self.resident.lock() {
+            map.insert(label.to_owned(), handle);
+        }
+        Ok(())
+    }
+
+    pub fn destroy_key(&self, label: &str) -> Result<(), HsmError> {
+        let handle = self.resident_key(label)?;
+        self.with_session(|session| session.destroy_object(handle).map_err(|e| classify(&e)))?;
+        if let Ok(mut map) = self.resident.lock() {
+            map.remove(label);
+        }
+        Ok(())
+    }
+
+    /// AES-GCM inside the HSM with a resident key.
+    pub fn encrypt(
+        &self,
+        label: &str,
+        nonce: Option<&[u8]>,
+        aad: &[u8],
+        data: &[u8],
+    ) -> Result<HsmSealed, HsmError> {
+        let key = self.resident_key(label)?;
+        let mut iv = [0u8; NONCE_LEN];
+        match nonce {
+            Some(n) if n.len() == NONCE_LEN => iv.copy_from_slice(n),
+            Some(_) => return Err(op("the nonce must be 12 bytes")),
+            None => aws_lc_rs::rand::fill(&mut iv).map_err(|_| op("no randomness"))?,
+        }
+        let nonce = iv;
+        let mut sealed = self.with_session(|session| {
+            let params = GcmParams::new(&mut iv, aad, Ulong::from(128u64)).map_err(op)?;
+            session
+                .encrypt(&Mechanism::AesGcm(params), key, data)
+                .map_err(|e| classify(&e))
+        })?;
+        if sealed.len() < TAG_LEN {
+            return Err(op("short GCM output"));
+        }
+        let tag = sealed.split_off(sealed.len() - TAG_LEN);
+        Ok(HsmSealed {
+            nonce,
+            ciphertext: sealed,
+            tag,
+        })
+    }
+
+    pub fn decrypt(
+        &self,
+        label: &str,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let key = self.resident_key(label)?;
+        let mut iv: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| op("the nonce must be 12 bytes"))?;
+        let mut input = Vec::with_capacity(ciphertext.len() + tag.len());
+        input.extend_from_slice(ciphertext);
+        input.extend_from_slice(tag);
+        self.with_session(|session| {
+            let params = GcmParams::new(&mut iv, aad, Ulong::from(128u64)).map_err(op)?;
+            session
+                .decrypt(&Mechanism::AesGcm(params), key, &input)
                 .map(Zeroizing::new)
                 .map_err(|e| classify(&e))
         })

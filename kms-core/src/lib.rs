@@ -75,7 +75,11 @@ pub fn load_wrappers(flags: &Flags) -> Result<wrapping::Wrappers, StartError> {
             &flags.data_dir,
         )?)
     };
-    Ok(wrapping::Wrappers { master, hsm })
+    Ok(wrapping::Wrappers {
+        master,
+        hsm,
+        hsm_admins: flags.hsm_admin.clone(),
+    })
 }
 
 /// `kms-core rewrap --to <hsm|master>`: re-wraps every stored key under the other
@@ -85,6 +89,11 @@ pub async fn rewrap(flags: &Flags, to: wrapping::Wrapping) -> Result<usize, Star
     let from = match to {
         wrapping::Wrapping::Hsm => wrapping::Wrapping::Master,
         wrapping::Wrapping::Master => wrapping::Wrapping::Hsm,
+        wrapping::Wrapping::Resident => {
+            return Err(StartError::Config(
+                "HSM-resident keys are not wrapped: rewrap --to hsm or --to master".into(),
+            ));
+        }
     };
     let fail = |e: error::KmsError| StartError::Config(e.to_string());
     // Both keys must be at hand before anything changes.

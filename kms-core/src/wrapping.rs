@@ -17,6 +17,9 @@ pub enum Wrapping {
     Master,
     /// The HSM's key-encryption key (AES-GCM inside the HSM)
     Hsm,
+    /// Not wrapped at all: the key lives in the HSM (`hsm::<slot>::<label>`)
+    #[value(skip)]
+    Resident,
 }
 
 impl Wrapping {
@@ -24,6 +27,7 @@ impl Wrapping {
         match self {
             Self::Master => "master",
             Self::Hsm => "hsm",
+            Self::Resident => "hsm-resident",
         }
     }
 
@@ -31,6 +35,7 @@ impl Wrapping {
         match text {
             "master" => Some(Self::Master),
             "hsm" => Some(Self::Hsm),
+            "hsm-resident" => Some(Self::Resident),
             _ => None,
         }
     }
@@ -49,6 +54,8 @@ impl From<HsmError> for KmsError {
 pub struct Wrappers {
     pub master: Option<MasterKey>,
     pub hsm: Option<Arc<Hsm>>,
+    /// Users allowed to create and destroy HSM-resident keys.
+    pub hsm_admins: Vec<String>,
 }
 
 impl Wrappers {
@@ -79,6 +86,7 @@ impl Wrappers {
                 .as_ref()
                 .ok_or_else(|| KmsError::Internal("no HSM configured".into()))?
                 .wrap(uid, key)?),
+            Wrapping::Resident => Err(KmsError::Internal("HSM keys are not wrapped".into())),
         }
     }
 
@@ -114,6 +122,9 @@ impl Wrappers {
                     ))
                 })?
                 .unwrap(uid, wrapped)?),
+            Wrapping::Resident => Err(KmsError::InvalidRequest(format!(
+                "the key {uid} lives in the HSM and is not extractable"
+            ))),
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct SoftHsm {
     pub dir: tempfile::TempDir,
     pub conf: PathBuf,
     pub label: String,
+    /// The slot SoftHSM assigned to the token (a large number, not 0).
+    pub slot: u64,
 }
 
 impl SoftHsm {
@@ -51,10 +53,17 @@ impl SoftHsm {
             "softhsm2-util --init-token: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let said = String::from_utf8_lossy(&out.stdout);
+        let slot = said
+            .split("reassigned to slot ")
+            .nth(1)
+            .and_then(|rest| rest.trim().parse().ok())
+            .with_context(|| format!("no slot in softhsm2-util's answer: {said}"))?;
         Ok(Self {
             dir,
             conf,
             label: label.to_owned(),
+            slot,
         })
     }
 

@@ -266,3 +266,137 @@ async fn hsm_failures_stop_the_core_with_a_clear_message() -> Result<()> {
     assert!(stderr.contains("no HSM token"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_that_live_in_the_hsm() -> Result<()> {
+    let hsm = SoftHsm::new("kms-resident")?;
+    let pki = TestPki::new("hsm-resident")?;
+    let data = pki.path("data");
+    std::fs::create_dir_all(&data)?;
+    let mut args = hsm.core_args("kms-kek");
+    args.extend(["--hsm-admin".into(), "admin".into()]);
+    let stack = start(&pki, &hsm, &data, &args)?;
+    let id = format!("hsm::{}::payments", hsm.slot);
+    let create = |id: &str| {
+        let mut request = create_request(256, &["in-hsm"], Some("2026-01-01T00:00:00Z"));
+        if let Some(attrs) = request["value"][1]["value"].as_array_mut() {
+            attrs.push(json!({"tag": "UniqueIdentifier", "type": "TextString", "value": id}));
+        }
+        request
+    };
+    let created = stack.ok(&create(&id)).await?;
+    assert_eq!(field(&created, "UniqueIdentifier"), Some(&json!(id)));
+    // Encrypt and decrypt run inside the HSM.
+    let sealed = stack.encrypt(&id, b"card numbers").await?;
+    assert_eq!(
+        stack.decrypt(&id, &sealed).await?,
+        (200, hex("card numbers"))
+    );
+    let mut tampered = sealed.clone();
+    tampered[2] = "00".repeat(16);
+    assert_eq!(stack.decrypt(&id, &tampered).await?.0, 422);
+    // The key never leaves: Get and Export are refused.
+    for op in ["Get", "Export"] {
+        let (status, text) = stack.kmip(&by_uid(op, &id, vec![])).await?;
+        assert_eq!(status, 422, "{op}: {text}");
+        assert!(text.contains("not extractable"), "{op}: {text}");
+    }
+    // The same label twice, the wrong slot, a key without HSM: clear refusals.
+    let (status, text) = stack.kmip(&create(&id)).await?;
+    assert!(
+        status != 200 && text.contains("already exist"),
+        "{status} {text}"
+    );
+    let (status, text) = stack.kmip(&create("hsm::999::x")).await?;
+    assert!(
+        status == 422 && text.contains(&format!("hsm::{}::", hsm.slot)),
+        "{status} {text}"
+    );
+
+    // Other users: no creation, and use only with a grant, as for any key.
+    let bob_cert = pki.server("bob", Validity::Current)?;
+    let bob = ProxyCommand::new()
+        .args(tls_args(
+            &bob_cert,
+            &format!("unix:{}", data.join("core.sock").display()),
+        ))
+        .args(["--default-username", "bob"])
+        .spawn()?;
+    let bob_kmip = |body: Value| {
+        let client = stack.client.clone();
+        let url = bob.url("/kmip/2_1");
+        async move {
+            let r = client.post(url).json(&body).send().await?;
+            anyhow::Ok((r.status().as_u16(), r.text().await?))
+        }
+    };
+    let (status, text) = bob_kmip(create(&format!("hsm::{}::bobs", hsm.slot))).await?;
+    assert!(
+        status == 401 && text.contains("HSM administrators"),
+        "{status} {text}"
+    );
+    let encrypt = by_uid(
+        "Encrypt",
+        &id,
+        vec![json!({"tag": "Data", "type": "ByteString", "value": "00"})],
+    );
+    assert_eq!(bob_kmip(encrypt.clone()).await?.0, 401);
+    let granted = stack
+        .client
+        .post(stack.proxy.url("/access/grant"))
+        .json(&json!({"unique_identifier": id, "user_id": "bob", "operation_types": ["encrypt"]}))
+        .send()
+        .await?;
+    assert_eq!(granted.status(), 200);
+    assert_eq!(bob_kmip(encrypt.clone()).await?.0, 200);
+
+    // Many clients at once share the session pool.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let client = stack.client.clone();
+            let url = stack.proxy.url("/kmip/2_1");
+            let body = by_uid(
+                "Encrypt",
+                &id,
+                vec![json!({"tag": "Data", "type": "ByteString", "value": format!("{i:02X}").repeat(512)})],
+            );
+            tokio::spawn(async move {
+                let mut ok = 0;
+                for _ in 0..20 {
+                    if client.post(&url).json(&body).send().await?.status() == 200 {
+                        ok += 1;
+                    }
+                }
+                anyhow::Ok(ok)
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await??, 20);
+    }
+
+    // Destroy: revoke first; only an HSM administrator; then the key is gone from the HSM.
+    stack
+        .ok(&by_uid(
+            "Revoke",
+            &id,
+            vec![json!({"tag": "RevocationReason", "value": [
+                {"tag": "RevocationReasonCode", "type": "Enumeration", "value": "Unspecified"},
+            ]})],
+        ))
+        .await?;
+    stack
+        .ok(&by_uid(
+            "Destroy",
+            &id,
+            vec![json!({"tag": "Remove", "type": "Boolean", "value": true})],
+        ))
+        .await?;
+    let (status, _) = stack.decrypt(&id, &sealed).await?;
+    assert_ne!(status, 200, "a destroyed HSM key still decrypts");
+    // The label is free in the HSM again (Create refuses a label the HSM still holds), and the
+    // new key is another key: the old ciphertext does not open with it.
+    stack.ok(&create(&id)).await?;
+    assert_eq!(stack.decrypt(&id, &sealed).await?.0, 422);
+    Ok(())
+}

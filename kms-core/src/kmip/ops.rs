@@ -10,7 +10,7 @@ use crate::error::KmsError;
 use crate::kmip::ttlv::{Enumeration, Ttlv, Value, decode_hex};
 use crate::object::{Link, ManagedObject, Meta, SYMMETRIC_KEY_TAG, State, now};
 use crate::store::Store;
-use crate::wrapping::Wrappers;
+use crate::wrapping::{Wrappers, Wrapping};
 
 /// Usage mask bits used here (KMIP 2.1, 3.19).
 const MASK_ENCRYPT: i32 = 0x4;
@@ -306,6 +306,81 @@ impl Kms {
         self.keys.hsm.as_ref().is_none_or(|h| h.ping())
     }
 
+    /// The HSM and the key label of an `hsm::<slot>::<label>` identifier.
+    fn hsm_key(&self, uid: &str) -> Result<(&crate::hsm::Hsm, String), KmsError> {
+        let hsm = self.keys.hsm.as_deref().ok_or_else(|| {
+            KmsError::InvalidRequest(format!("{uid}: no HSM is configured on this KMS"))
+        })?;
+        let mut parts = uid.splitn(3, "::");
+        let (Some("hsm"), Some(slot), Some(label)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(KmsError::InvalidRequest(format!(
+                "{uid}: HSM keys are named hsm::<slot>::<label>"
+            )));
+        };
+        if slot.parse::<u64>().ok() != Some(hsm.slot_id()) || label.is_empty() {
+            return Err(KmsError::InvalidRequest(format!(
+                "{uid}: this KMS uses HSM slot {}; name the key hsm::{}::<label>",
+                hsm.slot_id(),
+                hsm.slot_id()
+            )));
+        }
+        Ok((hsm, label.to_owned()))
+    }
+
+    fn require_hsm_admin(&self, user: &str, what: &str) -> Result<(), KmsError> {
+        if self.keys.hsm_admins.iter().any(|a| a == user) {
+            Ok(())
+        } else {
+            Err(KmsError::AccessDenied(format!(
+                "only HSM administrators (--hsm-admin) may {what} keys in the HSM"
+            )))
+        }
+    }
+
+    /// Create of an `hsm::<slot>::<label>` key: generated inside the HSM, never extractable.
+    async fn create_in_hsm(
+        &self,
+        user: &str,
+        uid: String,
+        bits: i64,
+        activation: Option<i64>,
+        mask: i32,
+        tags: BTreeSet<String>,
+    ) -> Result<ManagedObject, KmsError> {
+        self.require_hsm_admin(user, "create")?;
+        let (hsm, label) = self.hsm_key(&uid)?;
+        if self.store.load(&uid).await?.is_some() {
+            return Err(KmsError::Database(format!(
+                "{uid}: one or more objects already exist"
+            )));
+        }
+        hsm.create_key(&label, u64::try_from(bits).unwrap_or(256))?;
+        let t = now();
+        let mut all_tags = tags;
+        all_tags.insert(SYMMETRIC_KEY_TAG.to_owned());
+        Ok(ManagedObject {
+            uid,
+            owner: user.to_owned(),
+            object_type: "SymmetricKey".into(),
+            state: match activation {
+                Some(d) if d <= t => State::Active,
+                _ => State::PreActive,
+            },
+            algorithm: "AES".into(),
+            length_bits: i32::try_from(bits).unwrap_or(256),
+            usage_mask: mask,
+            activation_date: activation,
+            deactivation_date: None,
+            created_at: t,
+            last_change: t,
+            wrapped_key: Vec::new(),
+            wrapping: Wrapping::Resident,
+            meta: Meta::default(),
+            tags: all_tags,
+        })
+    }
+
     /// Runs a bare operation or a RequestMessage batch for `user`.
     pub async fn execute(&self, user: &str, request: &Ttlv) -> Result<Vec<Done>, KmsError> {
         if request.tag == "RequestMessage" {
@@ -484,12 +559,17 @@ impl Kms {
             Some(uid) if !uid.is_empty() => uid.to_owned(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
-        let key = crypto::random(usize::try_from(bits / 8).unwrap_or(32))
-            .map_err(|e| KmsError::Internal(e.to_string()))?;
         // Create resets an activation date in the past to the creation time.
         let activation = get_date(attrs, "ActivationDate")?.map(|d| d.max(now()));
         let mask = get_int(attrs, "CryptographicUsageMask")?.unwrap_or(DEFAULT_CREATE_MASK);
-        let object = self.new_object(user, uid, &key, mask, activation, tags)?;
+        let object = if uid.starts_with("hsm::") {
+            self.create_in_hsm(user, uid, i64::from(bits), activation, mask, tags)
+                .await?
+        } else {
+            let key = crypto::random(usize::try_from(bits / 8).unwrap_or(32))
+                .map_err(|e| KmsError::Internal(e.to_string()))?;
+            self.new_object(user, uid, &key, mask, activation, tags)?
+        };
         self.store.insert(&object).await?;
         Ok(Done {
             response: structure(
@@ -558,6 +638,11 @@ impl Kms {
             Some(uid) if !uid.is_empty() => uid.to_owned(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
+        if uid.starts_with("hsm::") {
+            return Err(KmsError::InvalidRequest(format!(
+                "{uid}: keys cannot be imported into the HSM; create them there"
+            )));
+        }
         let mask = get_int(attrs, "CryptographicUsageMask")?.unwrap_or(MASK_UNRESTRICTED);
         let object = self.new_object(
             user,
@@ -598,6 +683,12 @@ impl Kms {
             .into_iter()
             .next()
             .ok_or_else(|| KmsError::ObjectNotFound(id.to_owned()))?;
+        if o.wrapping == Wrapping::Resident {
+            return Err(KmsError::InvalidRequest(format!(
+                "the key {} lives in the HSM and is not extractable: Get and Export are refused",
+                o.uid
+            )));
+        }
         match (o.state, export) {
             (s, false) if s.is_destroyed() => return Err(KmsError::ObjectDestroyed),
             (State::Deactivated, false) => return Err(KmsError::WrongState("DENIED".into())),
@@ -745,9 +836,23 @@ impl Kms {
             .ok_or_else(|| KmsError::InvalidRequest("Encrypt: missing Data".into()))?;
         let nonce = get_bytes(req, "IVCounterNonce")?;
         let aad = get_bytes(req, "AuthenticatedEncryptionAdditionalData")?.unwrap_or_default();
-        let key = self.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
-        let sealed = crypto::encrypt(&key, nonce, aad, data)
-            .map_err(|e| KmsError::Crypto(format!("CRYPTO: error: {e}")))?;
+        let sealed = if o.wrapping == Wrapping::Resident {
+            let (hsm, label) = self.hsm_key(&o.uid)?;
+            let sealed = hsm.encrypt(&label, nonce, aad, data)?;
+            crypto::Sealed {
+                nonce: sealed.nonce,
+                ciphertext: sealed.ciphertext,
+                tag: sealed
+                    .tag
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| KmsError::Internal("HSM tag length".into()))?,
+            }
+        } else {
+            let key = self.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
+            crypto::encrypt(&key, nonce, aad, data)
+                .map_err(|e| KmsError::Crypto(format!("CRYPTO: error: {e}")))?
+        };
         let mut children = vec![
             text("UniqueIdentifier", &o.uid),
             bytes("Data", &sealed.ciphertext),
@@ -782,9 +887,20 @@ impl Kms {
         let tag = get_bytes(req, "AuthenticatedEncryptionTag")?
             .ok_or_else(|| missing("AuthenticatedEncryptionTag"))?;
         let aad = get_bytes(req, "AuthenticatedEncryptionAdditionalData")?.unwrap_or_default();
-        let key = self.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
-        let plain = crypto::decrypt(&key, nonce, aad, data, tag)
-            .map_err(|e| KmsError::Crypto(format!("CRYPTO: error: {e}")))?;
+        let plain = if o.wrapping == Wrapping::Resident {
+            let (hsm, label) = self.hsm_key(&o.uid)?;
+            hsm.decrypt(&label, nonce, aad, data, tag)
+                .map_err(|e| match e {
+                    crate::hsm::HsmError::Operation(_) => {
+                        KmsError::Crypto("CRYPTO: error: authentication failed".into())
+                    }
+                    other => other.into(),
+                })?
+        } else {
+            let key = self.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
+            crypto::decrypt(&key, nonce, aad, data, tag)
+                .map_err(|e| KmsError::Crypto(format!("CRYPTO: error: {e}")))?
+        };
         Ok(Done {
             response: structure(
                 "DecryptResponse",
@@ -851,8 +967,15 @@ impl Kms {
         if objects.iter().any(|o| o.state == State::Active) {
             return Err(KmsError::WrongState("DENIED".into()));
         }
+        if objects.iter().any(|o| o.wrapping == Wrapping::Resident) {
+            self.require_hsm_admin(user, "destroy")?;
+        }
         let mut uids = Vec::new();
         for mut o in objects {
+            if o.wrapping == Wrapping::Resident && !o.state.is_destroyed() {
+                let (hsm, label) = self.hsm_key(&o.uid)?;
+                hsm.destroy_key(&label)?;
+            }
             if remove {
                 self.store.remove(&o.uid).await?;
             } else if !o.state.is_destroyed() {
@@ -990,6 +1113,12 @@ impl Kms {
             .into_iter()
             .next()
             .ok_or_else(|| KmsError::ItemNotFound(id.to_owned()))?;
+        if old.wrapping == Wrapping::Resident {
+            return Err(KmsError::InvalidRequest(format!(
+                "ReKey: {} lives in the HSM; create a new HSM key instead",
+                old.uid
+            )));
+        }
         if old.state == State::PreActive || old.state.is_destroyed() {
             return Err(KmsError::InvalidRequest(format!(
                 "ReKey: key {} is in state {}; only Active, Deactivated or Compromised keys can be rotated",
