@@ -424,10 +424,18 @@ impl Hsm {
         })
     }
 
-    /// True when the token answers (for `/readyz`).
+    /// True when the token answers and still holds the KEK (for `/readyz`).
     pub fn ping(&self) -> bool {
-        self.with_session(|session| session.get_session_info().map(|_| ()).map_err(op))
-            .is_ok()
+        self.with_session(|session| {
+            session.get_session_info().map_err(op)?;
+            match &self.kek {
+                Some((label, _)) if Self::find_key(session, label)?.len() != 1 => Err(
+                    HsmError::Unavailable("the key-encryption key is not in the HSM".into()),
+                ),
+                _ => Ok(()),
+            }
+        })
+        .is_ok()
     }
 }
 
@@ -442,7 +450,10 @@ fn classify(e: &cryptoki::error::Error) -> HsmError {
             | RvError::TokenNotPresent
             | RvError::SessionClosed
             | RvError::SessionHandleInvalid
-            | RvError::UserNotLoggedIn,
+            | RvError::UserNotLoggedIn
+            // Objects that vanished under an open session: the token was removed or replaced.
+            | RvError::ObjectHandleInvalid
+            | RvError::KeyHandleInvalid,
             _,
         ) => HsmError::Unavailable(text),
         _ => HsmError::Operation(text),

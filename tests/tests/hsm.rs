@@ -264,6 +264,27 @@ async fn hsm_failures_stop_the_core_with_a_clear_message() -> Result<()> {
     no_token[3] = "no-such-token".into();
     let stderr = run(no_token, Some(PIN))?;
     assert!(stderr.contains("no HSM token"), "{stderr}");
+
+    // The token goes away under a running core: 503, and /readyz says so.
+    std::fs::create_dir_all(&data)?;
+    let stack = start(&pki, &hsm, &data, &hsm.core_args("kek"))?;
+    let uid = stack.create().await?;
+    stack.encrypt(&uid, b"fine").await?;
+    assert_eq!(reqwest::get(&stack.core_admin).await?.status(), 200);
+    for entry in std::fs::read_dir(hsm.dir.path().join("tokens"))? {
+        std::fs::remove_dir_all(entry?.path())?;
+    }
+    let (status, text) = stack
+        .kmip(&by_uid(
+            "Encrypt",
+            &uid,
+            vec![json!({"tag": "Data", "type": "ByteString", "value": "00"})],
+        ))
+        .await?;
+    assert_eq!(status, 503, "{text}");
+    let ready = reqwest::get(&stack.core_admin).await?;
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await?.contains("HSM unavailable"));
     Ok(())
 }
 
