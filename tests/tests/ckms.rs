@@ -454,6 +454,34 @@ async fn trust_pinning_and_configuration_errors() -> Result<()> {
         stderr.contains("accept_invalid_cert") && stderr.contains("ckms.toml"),
         "{stderr}"
     );
+    // --help on every command.
+    for path in [
+        vec![],
+        vec!["sym"],
+        vec!["sym", "keys"],
+        vec!["sym", "keys", "create"],
+        vec!["sym", "keys", "export"],
+        vec!["sym", "keys", "import"],
+        vec!["sym", "keys", "revoke"],
+        vec!["sym", "keys", "destroy"],
+        vec!["sym", "encrypt"],
+        vec!["sym", "decrypt"],
+        vec!["access-rights"],
+        vec!["access-rights", "grant"],
+        vec!["access-rights", "revoke"],
+        vec!["access-rights", "list"],
+        vec!["access-rights", "owned"],
+        vec!["access-rights", "obtained"],
+        vec!["locate"],
+        vec!["server", "version"],
+        vec!["login"],
+        vec!["logout"],
+    ] {
+        let mut args = path.clone();
+        args.push("--help");
+        let (ok, stdout, _) = plain.run(&args)?;
+        assert!(ok && stdout.contains("Usage:"), "{path:?} --help: {stdout}");
+    }
     // No file yet: created with defaults (CKMS_CONF_PATH is accepted as well).
     let fresh = tempfile::tempdir()?;
     let path = fresh.path().join("sub/ckms.toml");
@@ -636,6 +664,18 @@ fn start_login(ckms: &Ckms) -> Result<(std::process::Child, String, Logs)> {
     }
 }
 
+/// The child's output once it contains `needle` (its reader threads may lag its exit).
+fn output_with(logs: &Logs, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = logs.lock().map(|l| l.join("\n")).unwrap_or_default();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_exit(child: &mut std::process::Child) -> Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -710,12 +750,8 @@ async fn oauth2_pkce_login_and_logout() -> Result<()> {
     let r = reqwest::get("http://localhost:17899/authorization?code=stolen&state=forged").await?;
     assert_eq!(r.status(), 400);
     assert!(!wait_exit(&mut child)?);
-    assert!(
-        logs.lock()
-            .map(|l| l.join("\n"))
-            .unwrap_or_default()
-            .contains("state does not match")
-    );
+    let text = output_with(&logs, "state does not match");
+    assert!(text.contains("state does not match"), "{text}");
     // The provider's own error (the user declined) is reported.
     let (mut child, url, logs) = start_login(&ckms)?;
     let state = url
@@ -729,7 +765,7 @@ async fn oauth2_pkce_login_and_logout() -> Result<()> {
     .await?;
     assert_eq!(r.status(), 400);
     assert!(!wait_exit(&mut child)?);
-    let text = logs.lock().map(|l| l.join("\n")).unwrap_or_default();
+    let text = output_with(&logs, "declined");
     assert!(
         text.contains("access_denied") && text.contains("declined"),
         "{text}"

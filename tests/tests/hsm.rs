@@ -396,6 +396,29 @@ async fn keys_that_live_in_the_hsm() -> Result<()> {
         assert_eq!(task.await??, 20);
     }
 
+    // Even with a destroy grant, a user who is not an HSM administrator cannot destroy it.
+    let granted = stack
+        .client
+        .post(stack.proxy.url("/access/grant"))
+        .json(&json!({"unique_identifier": id, "user_id": "bob", "operation_types": ["revoke", "destroy"]}))
+        .send()
+        .await?;
+    assert_eq!(granted.status(), 200);
+    let (status, text) = bob_kmip(by_uid(
+        "Revoke",
+        &id,
+        vec![json!({"tag": "RevocationReason", "value": [
+            {"tag": "RevocationReasonCode", "type": "Enumeration", "value": "Unspecified"},
+        ]})],
+    ))
+    .await?;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = bob_kmip(by_uid("Destroy", &id, vec![])).await?;
+    assert!(
+        status == 401 && text.contains("HSM administrators"),
+        "{status} {text}"
+    );
+
     // Destroy: revoke first; only an HSM administrator; then the key is gone from the HSM.
     stack
         .ok(&by_uid(
