@@ -98,3 +98,13 @@ impl From<crate::store::StoreError> for KmsError {
         }
     }
 }
+
+/// An HSM that does not answer is a 503; any other HSM failure is ours (500, logged).
+impl From<crate::hsm::HsmError> for KmsError {
+    fn from(e: crate::hsm::HsmError) -> Self {
+        match e {
+            crate::hsm::HsmError::Unavailable(reason) => KmsError::Unavailable(reason),
+            other => KmsError::Internal(other.to_string()),
+        }
+    }
+}

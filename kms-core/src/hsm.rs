@@ -95,37 +95,52 @@ fn op(e: impl std::fmt::Display) -> HsmError {
     HsmError::Operation(e.to_string())
 }
 
-/// Finds the secret key with `label`, or generates it (AES-256, token object, sensitive,
-/// not extractable) when `create` is set.
+/// Secret keys labelled `label` in the token.
+fn find_key(session: &Session, label: &str) -> Result<Vec<ObjectHandle>, HsmError> {
+    session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .map_err(|e| classify(&e))
+}
+
+/// Generates an AES key inside the token: a token object, sensitive, never extractable, for
+/// encryption and decryption only.
+fn generate_aes(session: &Session, label: &str, bytes: u64) -> Result<ObjectHandle, HsmError> {
+    session
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(Ulong::from(bytes)),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ],
+        )
+        .map_err(|e| classify(&e))
+}
+
+/// Finds the key-encryption key labelled `label`, or generates it (AES-256).
 fn find_or_create_kek(session: &Session, label: &str) -> Result<ObjectHandle, HsmError> {
     let err = |reason: String| HsmError::Kek {
         label: label.to_owned(),
         reason,
     };
-    let found = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])
-        .map_err(|e| err(e.to_string()))?;
-    match found.as_slice() {
+    match find_key(session, label)
+        .map_err(|e| err(e.to_string()))?
+        .as_slice()
+    {
         [one] => Ok(*one),
         [] => {
-            let key = session
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Token(true),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
-                        Attribute::Encrypt(true),
-                        Attribute::Decrypt(true),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen(Ulong::from(32u64)),
-                        Attribute::Label(label.as_bytes().to_vec()),
-                    ],
-                )
+            let key = generate_aes(session, label, 32)
                 .map_err(|e| err(format!("cannot generate it: {e}")))?;
             tracing::warn!(label, "generated a new key-encryption key in the HSM");
             Ok(key)
@@ -249,21 +264,8 @@ impl Hsm {
 
     /// AES-GCM under the KEK inside the HSM: `nonce ‖ ciphertext ‖ tag`, the uid as AAD.
     pub fn wrap(&self, uid: &str, key: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let kek = self.kek()?;
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| op("no randomness"))?;
-        let sealed = self.with_session(|session| {
-            let mut iv = nonce;
-            let params =
-                GcmParams::new(&mut iv, uid.as_bytes(), Ulong::from(128u64)).map_err(op)?;
-            session
-                .encrypt(&Mechanism::AesGcm(params), kek, key)
-                .map_err(|e| classify(&e))
-        })?;
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        let sealed = self.seal(self.kek()?, None, uid.as_bytes(), key)?;
+        Ok([&sealed.nonce[..], &sealed.ciphertext, &sealed.tag].concat())
     }
 
     pub fn unwrap(&self, uid: &str, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, HsmError> {
@@ -271,111 +273,19 @@ impl Hsm {
         if wrapped.len() < NONCE_LEN + TAG_LEN {
             return Err(op("wrapped key too short"));
         }
-        let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
-        let mut iv = [0u8; NONCE_LEN];
-        iv.copy_from_slice(nonce);
-        self.with_session(|session| {
-            let params =
-                GcmParams::new(&mut iv, uid.as_bytes(), Ulong::from(128u64)).map_err(op)?;
-            session
-                .decrypt(&Mechanism::AesGcm(params), kek, sealed)
-                .map(Zeroizing::new)
-                .map_err(|e| classify(&e))
-        })
+        let (nonce, rest) = wrapped.split_at(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        self.unseal(kek, nonce, uid.as_bytes(), ciphertext, tag)
     }
 
-    pub fn slot_id(&self) -> u64 {
-        self.slot.id()
-    }
-
-    fn find_key(session: &Session, label: &str) -> Result<Vec<ObjectHandle>, HsmError> {
-        session
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ])
-            .map_err(|e| classify(&e))
-    }
-
-    fn resident_key(&self, label: &str) -> Result<ObjectHandle, HsmError> {
-        if let Some(handle) = self
-            .resident
-            .lock()
-            .ok()
-            .and_then(|m| m.get(label).copied())
-        {
-            return Ok(handle);
-        }
-        let found = self.with_session(|session| Self::find_key(session, label))?;
-        let [handle] = found.as_slice() else {
-            return Err(HsmError::Operation(format!(
-                "{} key(s) labelled {label:?} in the HSM",
-                found.len()
-            )));
-        };
-        if let Ok(mut map) = self.resident.lock() {
-            map.insert(label.to_owned(), *handle);
-        }
-        Ok(*handle)
-    }
-
-    /// Generates an AES key inside the HSM: a token object, sensitive, never extractable,
-    /// for encryption and decryption only.
-    pub fn create_key(&self, label: &str, bits: u64) -> Result<(), HsmError> {
-        if label == self.kek.as_ref().map_or("", |(l, _)| l.as_str()) {
-            return Err(HsmError::Operation(format!(
-                "{label:?} is the key-encryption key"
-            )));
-        }
-        let handle = self.with_session(|session| {
-            if !Self::find_key(session, label)?.is_empty() {
-                return Err(HsmError::Operation(format!(
-                    "a key labelled {label:?} already exists in the HSM"
-                )));
-            }
-            session
-                .generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Token(true),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(false),
-                        Attribute::Encrypt(true),
-                        Attribute::Decrypt(true),
-                        Attribute::Wrap(false),
-                        Attribute::Unwrap(false),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen(Ulong::from(bits / 8)),
-                        Attribute::Label(label.as_bytes().to_vec()),
-                    ],
-                )
-                .map_err(|e| classify(&e))
-        })?;
-        if let Ok(mut map) = self.resident.lock() {
-            map.insert(label.to_owned(), handle);
-        }
-        Ok(())
-    }
-
-    pub fn destroy_key(&self, label: &str) -> Result<(), HsmError> {
-        let handle = self.resident_key(label)?;
-        self.with_session(|session| session.destroy_object(handle).map_err(|e| classify(&e)))?;
-        if let Ok(mut map) = self.resident.lock() {
-            map.remove(label);
-        }
-        Ok(())
-    }
-
-    /// AES-GCM inside the HSM with a resident key.
-    pub fn encrypt(
+    /// AES-GCM encryption inside the HSM; a random nonce unless one is given.
+    fn seal(
         &self,
-        label: &str,
+        key: ObjectHandle,
         nonce: Option<&[u8]>,
         aad: &[u8],
         data: &[u8],
     ) -> Result<HsmSealed, HsmError> {
-        let key = self.resident_key(label)?;
         let mut iv = [0u8; NONCE_LEN];
         match nonce {
             Some(n) if n.len() == NONCE_LEN => iv.copy_from_slice(n),
@@ -400,21 +310,19 @@ impl Hsm {
         })
     }
 
-    pub fn decrypt(
+    /// AES-GCM decryption and authentication inside the HSM.
+    fn unseal(
         &self,
-        label: &str,
+        key: ObjectHandle,
         nonce: &[u8],
         aad: &[u8],
         ciphertext: &[u8],
         tag: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-        let key = self.resident_key(label)?;
         let mut iv: [u8; NONCE_LEN] = nonce
             .try_into()
             .map_err(|_| op("the nonce must be 12 bytes"))?;
-        let mut input = Vec::with_capacity(ciphertext.len() + tag.len());
-        input.extend_from_slice(ciphertext);
-        input.extend_from_slice(tag);
+        let input = [ciphertext, tag].concat();
         self.with_session(|session| {
             let params = GcmParams::new(&mut iv, aad, Ulong::from(128u64)).map_err(op)?;
             session
@@ -424,12 +332,90 @@ impl Hsm {
         })
     }
 
+    pub fn slot_id(&self) -> u64 {
+        self.slot.id()
+    }
+
+    fn resident_key(&self, label: &str) -> Result<ObjectHandle, HsmError> {
+        if let Some(handle) = self
+            .resident
+            .lock()
+            .ok()
+            .and_then(|m| m.get(label).copied())
+        {
+            return Ok(handle);
+        }
+        let found = self.with_session(|session| find_key(session, label))?;
+        let [handle] = found.as_slice() else {
+            return Err(HsmError::Operation(format!(
+                "{} key(s) labelled {label:?} in the HSM",
+                found.len()
+            )));
+        };
+        if let Ok(mut map) = self.resident.lock() {
+            map.insert(label.to_owned(), *handle);
+        }
+        Ok(*handle)
+    }
+
+    /// Generates a resident AES key inside the HSM (see [`generate_aes`]).
+    pub fn create_key(&self, label: &str, bits: u64) -> Result<(), HsmError> {
+        if label == self.kek.as_ref().map_or("", |(l, _)| l.as_str()) {
+            return Err(HsmError::Operation(format!(
+                "{label:?} is the key-encryption key"
+            )));
+        }
+        let handle = self.with_session(|session| {
+            if !find_key(session, label)?.is_empty() {
+                return Err(HsmError::Operation(format!(
+                    "a key labelled {label:?} already exists in the HSM"
+                )));
+            }
+            generate_aes(session, label, bits / 8)
+        })?;
+        if let Ok(mut map) = self.resident.lock() {
+            map.insert(label.to_owned(), handle);
+        }
+        Ok(())
+    }
+
+    pub fn destroy_key(&self, label: &str) -> Result<(), HsmError> {
+        let handle = self.resident_key(label)?;
+        self.with_session(|session| session.destroy_object(handle).map_err(|e| classify(&e)))?;
+        if let Ok(mut map) = self.resident.lock() {
+            map.remove(label);
+        }
+        Ok(())
+    }
+
+    /// AES-GCM inside the HSM with a resident key.
+    pub fn encrypt(
+        &self,
+        label: &str,
+        nonce: Option<&[u8]>,
+        aad: &[u8],
+        data: &[u8],
+    ) -> Result<HsmSealed, HsmError> {
+        self.seal(self.resident_key(label)?, nonce, aad, data)
+    }
+
+    pub fn decrypt(
+        &self,
+        label: &str,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        self.unseal(self.resident_key(label)?, nonce, aad, ciphertext, tag)
+    }
+
     /// True when the token answers and still holds the KEK (for `/readyz`).
     pub fn ping(&self) -> bool {
         self.with_session(|session| {
             session.get_session_info().map_err(op)?;
             match &self.kek {
-                Some((label, _)) if Self::find_key(session, label)?.len() != 1 => Err(
+                Some((label, _)) if find_key(session, label)?.len() != 1 => Err(
                     HsmError::Unavailable("the key-encryption key is not in the HSM".into()),
                 ),
                 _ => Ok(()),

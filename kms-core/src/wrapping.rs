@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::MasterKey;
 use crate::error::KmsError;
-use crate::hsm::{Hsm, HsmError};
+use crate::hsm::Hsm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Wrapping {
@@ -37,15 +37,6 @@ impl Wrapping {
             "hsm" => Some(Self::Hsm),
             "hsm-resident" => Some(Self::Resident),
             _ => None,
-        }
-    }
-}
-
-impl From<HsmError> for KmsError {
-    fn from(e: HsmError) -> Self {
-        match e {
-            HsmError::Unavailable(reason) => KmsError::Unavailable(reason),
-            other => KmsError::Internal(other.to_string()),
         }
     }
 }

@@ -49,7 +49,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers the proxy owns, in normalized spelling (lowercase, `-`).
-const OWNED: [&str; 7] = [
+pub const OWNED: [&str; 7] = [
     "x-kms-user",
     "x-kms-auth-method",
     "x-forwarded-for",

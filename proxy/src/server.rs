@@ -27,7 +27,7 @@ use crate::body::ProxyBody;
 use crate::config::Limits;
 use crate::error::ProxyError;
 use crate::forward::Forwarder;
-use crate::identity::Identity;
+use crate::identity::{AuthMethod, Identity};
 use crate::metrics::{Metrics, method_label, status_class};
 
 /// State shared by every connection.
@@ -178,11 +178,21 @@ async fn handle(
     let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let decision = shared
+    // A refusal carries the method the request tried (for the audit line and the metrics).
+    let decision = match shared
         .authenticator
         .authenticate(&certificate, request.headers())
-        .await;
-    audit(&shared, &certificate, &request, &decision);
+        .await
+    {
+        Ok(identity) => Ok(identity),
+        Err(error) => {
+            let attempted = shared
+                .authenticator
+                .attempted(&certificate, request.headers());
+            Err((error, attempted))
+        }
+    };
+    audit(&shared.metrics, &path, &decision);
     let (response, outcome, identity) = match decision {
         Ok(identity) => match shared
             .forwarder
@@ -205,10 +215,7 @@ async fn handle(
                 (error.into_response(), outcome, identity)
             }
         },
-        Err(error) => {
-            let attempted = shared
-                .authenticator
-                .attempted(&certificate, request.headers());
+        Err((error, attempted)) => {
             let identity = Identity::new(String::new(), attempted);
             (error.into_response(), "unauthenticated", identity)
         }
@@ -246,12 +253,7 @@ async fn handle(
 }
 
 /// One audit line and one metric sample per authentication decision; never the credential.
-fn audit(
-    shared: &Shared,
-    certificate: &PeerCertificate,
-    request: &Request<Incoming>,
-    decision: &Result<Identity, ProxyError>,
-) {
+fn audit(metrics: &Metrics, path: &str, decision: &Result<Identity, (ProxyError, AuthMethod)>) {
     let (method, user, outcome, reason) = match decision {
         Ok(identity) => (
             identity.method,
@@ -259,19 +261,15 @@ fn audit(
             "success",
             "verified",
         ),
-        Err(error) => {
+        Err((error, attempted)) => {
             let reason: &str = match error {
                 ProxyError::Unauthenticated(reason) => reason,
                 _ => "error",
             };
-            let method = shared
-                .authenticator
-                .attempted(certificate, request.headers());
-            (method, "", "failure", reason)
+            (*attempted, "", "failure", reason)
         }
     };
-    shared
-        .metrics
+    metrics
         .auth_decisions
         .with_label_values(&[method.as_str(), outcome, reason])
         .inc();
@@ -281,7 +279,7 @@ fn audit(
         auth_method = method.as_str(),
         outcome,
         reason,
-        path = %request.uri().path(),
+        path,
         "authentication decision"
     );
 }

@@ -79,3 +79,20 @@ pub fn random_u64() -> u64 {
         .fill(&mut bytes);
     u64::from_le_bytes(bytes)
 }
+
+/// The load generators' one-line result: `req/s=… p50=…ms p99=…ms n=…`.
+pub fn load_report(mut latencies: Vec<std::time::Duration>, elapsed_secs: f64) -> String {
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    format!(
+        "req/s={:.0} p50={:.2}ms p99={:.2}ms n={}",
+        latencies.len() as f64 / elapsed_secs,
+        pct(0.50),
+        pct(0.99),
+        latencies.len()
+    )
+}

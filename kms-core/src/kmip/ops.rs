@@ -184,6 +184,40 @@ fn tags_in(attributes: &Ttlv) -> Result<Option<BTreeSet<String>>, KmsError> {
     Ok(None)
 }
 
+/// A symmetric key object created now by `user`, with no key material yet (the caller sets
+/// `wrapped_key` and `wrapping`): Active when its activation date has come, else PreActive.
+fn fresh_object(
+    user: &str,
+    uid: String,
+    length_bits: i32,
+    usage_mask: i32,
+    activation: Option<i64>,
+    mut tags: BTreeSet<String>,
+) -> ManagedObject {
+    let t = now();
+    tags.insert(SYMMETRIC_KEY_TAG.to_owned());
+    ManagedObject {
+        uid,
+        owner: user.to_owned(),
+        object_type: "SymmetricKey".into(),
+        state: match activation {
+            Some(d) if d <= t => State::Active,
+            _ => State::PreActive,
+        },
+        algorithm: "AES".into(),
+        length_bits,
+        usage_mask,
+        activation_date: activation,
+        deactivation_date: None,
+        created_at: t,
+        last_change: t,
+        wrapped_key: Vec::new(),
+        wrapping: Wrapping::Master,
+        meta: Meta::default(),
+        tags,
+    }
+}
+
 fn check_user_tags(tags: &BTreeSet<String>) -> Result<(), KmsError> {
     for tag in tags {
         if tag.is_empty() || tag.starts_with('_') {
@@ -356,29 +390,10 @@ impl Kms {
             )));
         }
         hsm.create_key(&label, u64::try_from(bits).unwrap_or(256))?;
-        let t = now();
-        let mut all_tags = tags;
-        all_tags.insert(SYMMETRIC_KEY_TAG.to_owned());
-        Ok(ManagedObject {
-            uid,
-            owner: user.to_owned(),
-            object_type: "SymmetricKey".into(),
-            state: match activation {
-                Some(d) if d <= t => State::Active,
-                _ => State::PreActive,
-            },
-            algorithm: "AES".into(),
-            length_bits: i32::try_from(bits).unwrap_or(256),
-            usage_mask: mask,
-            activation_date: activation,
-            deactivation_date: None,
-            created_at: t,
-            last_change: t,
-            wrapped_key: Vec::new(),
-            wrapping: Wrapping::Resident,
-            meta: Meta::default(),
-            tags: all_tags,
-        })
+        let bits = i32::try_from(bits).unwrap_or(256);
+        let mut object = fresh_object(user, uid, bits, mask, activation, tags);
+        object.wrapping = Wrapping::Resident;
+        Ok(object)
     }
 
     /// Runs a bare operation or a RequestMessage batch for `user`.
@@ -492,6 +507,7 @@ impl Kms {
         get_text(req, "UniqueIdentifier")?.ok_or(KmsError::PlaceholderId)
     }
 
+    /// A new AES key object, its material wrapped by the active key-encryption key.
     fn new_object(
         &self,
         user: &str,
@@ -501,34 +517,13 @@ impl Kms {
         activation: Option<i64>,
         tags: BTreeSet<String>,
     ) -> Result<ManagedObject, KmsError> {
-        let t = now();
-        let state = match activation {
-            Some(d) if d <= t => State::Active,
-            _ => State::PreActive,
-        };
         let (wrapping, wrapped) = self.keys.wrap(&uid, key)?;
-        let mut all_tags = tags;
-        all_tags.insert(SYMMETRIC_KEY_TAG.to_owned());
-        Ok(ManagedObject {
-            uid,
-            owner: user.to_owned(),
-            object_type: "SymmetricKey".into(),
-            state,
-            algorithm: "AES".into(),
-            length_bits: i32::try_from(key.len() * 8).unwrap_or(0),
-            usage_mask,
-            activation_date: activation,
-            deactivation_date: None,
-            created_at: t,
-            last_change: t,
-            wrapped_key: wrapped,
-            wrapping,
-            meta: Meta {
-                key_digest_hex: crate::kmip::hex_upper(&crypto::sha256(key)),
-                ..Meta::default()
-            },
-            tags: all_tags,
-        })
+        let bits = i32::try_from(key.len() * 8).unwrap_or(0);
+        let mut object = fresh_object(user, uid, bits, usage_mask, activation, tags);
+        object.wrapped_key = wrapped;
+        object.wrapping = wrapping;
+        object.meta.key_digest_hex = crate::kmip::hex_upper(&crypto::sha256(key));
+        Ok(object)
     }
 
     async fn create(&self, user: &str, req: &Ttlv) -> Result<Done, KmsError> {

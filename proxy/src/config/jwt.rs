@@ -227,15 +227,9 @@ fn algorithm(name: &str) -> Result<Algorithm, ConfigError> {
     }
 }
 
-/// Headers a claim mapping may not set: the proxy's own and those with a meaning of their own.
-const RESERVED_HEADERS: [&str; 12] = [
-    "x-kms-user",
-    "x-kms-auth-method",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
-    "forwarded",
+/// Headers a claim mapping may not set besides the proxy's own ([`crate::identity::OWNED`]):
+/// those with a meaning of their own.
+const RESERVED_HEADERS: [&str; 5] = [
     "host",
     "authorization",
     "content-length",
@@ -316,6 +310,7 @@ fn provider(
         })?;
         let normalized = name.as_str().replace('_', "-");
         if RESERVED_HEADERS.contains(&normalized.as_str())
+            || crate::identity::OWNED.contains(&normalized.as_str())
             || normalized == identity_header.as_str().replace('_', "-")
         {
             return Err(invalid(

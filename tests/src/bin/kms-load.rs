@@ -104,18 +104,9 @@ async fn main() -> Result<()> {
     for task in tasks {
         all.extend(task.await??);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
     println!(
-        "req/s={:.0} p50={:.2}ms p99={:.2}ms n={}",
-        all.len() as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        all.len()
+        "{}",
+        kms_tests::load_report(all, started.elapsed().as_secs_f64())
     );
     Ok(())
 }

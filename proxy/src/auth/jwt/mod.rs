@@ -123,8 +123,12 @@ fn claim_value(value: &Value) -> Option<Result<HeaderValue, Reason>> {
 }
 
 impl Provider {
-    /// The time, audience and user checks, after the signature.
-    fn check_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<Identity, Reason> {
+    /// The time, audience and user checks, after the signature: the identity and `exp`.
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(Identity, u64), Reason> {
         let c = &self.config;
         let skew = c.clock_skew_leeway;
         let exp = numeric(claims, "exp")?.ok_or("missing exp")?;
@@ -171,11 +175,12 @@ impl Provider {
                 mapped.push((header.clone(), value?));
             }
         }
-        Ok(Identity {
+        let identity = Identity {
             user: user.to_owned(),
             method: AuthMethod::Jwt,
             claims: mapped,
-        })
+        };
+        Ok((identity, exp))
     }
 }
 
@@ -277,11 +282,9 @@ impl JwtVerifier {
         let key = candidates
             .find(|k| jsonwebtoken::crypto::verify(s, message.as_bytes(), &k.key, alg) == Ok(true))
             .ok_or("bad signature")?;
-        let identity = provider.check_claims(&claims, now)?;
-        if let Some(exp) = numeric(&claims, "exp")? {
-            self.cache
-                .insert(digest, identity.clone(), exp, index, key.fingerprint, now);
-        }
+        let (identity, exp) = provider.check_claims(&claims, now)?;
+        self.cache
+            .insert(digest, identity.clone(), exp, index, key.fingerprint, now);
         Ok(identity)
     }
 
