@@ -31,6 +31,9 @@ pub enum KmsError {
     PlaceholderId,
     #[error("Access denied: {0}")]
     AccessDenied(String),
+    /// Authenticated and allowed to use the key, but not in the way asked (403).
+    #[error("Permission_Denied: {0}")]
+    Forbidden(String),
     #[error("No authentication provided.")]
     Unauthenticated,
     #[error("Json deserialize error: {0}")]
@@ -48,6 +51,7 @@ impl KmsError {
         match self {
             Self::UnknownOperation(_) => StatusCode::NOT_FOUND,
             Self::AccessDenied(_) | Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Json(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,7 +68,10 @@ impl KmsError {
             Self::ItemNotFound(_) => "Item_Not_Found",
             Self::WrongState(_) => "Wrong_Key_Lifecycle_State",
             Self::ObjectDestroyed => "Object_Destroyed",
-            Self::PermissionDenied(_) | Self::AccessDenied(_) | Self::Unauthenticated => {
+            Self::PermissionDenied(_)
+            | Self::AccessDenied(_)
+            | Self::Forbidden(_)
+            | Self::Unauthenticated => {
                 "Permission_Denied"
             }
             Self::Crypto(_) => "Cryptographic_Failure",
@@ -81,7 +88,7 @@ impl KmsError {
     /// Label for metrics and audit.
     pub fn outcome(&self) -> &'static str {
         match self.status() {
-            StatusCode::UNAUTHORIZED => "denied",
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "denied",
             StatusCode::INTERNAL_SERVER_ERROR => "error",
             _ => "failed",
         }
@@ -94,6 +101,10 @@ impl From<crate::store::StoreError> for KmsError {
             crate::store::StoreError::Exists => Self::Database(
                 "Ext. store error: Database Error: one or more objects already exist".into(),
             ),
+            e @ crate::store::StoreError::Retired(_) => Self::InvalidRequest(e.to_string()),
+            e @ crate::store::StoreError::NotOwner { .. } => {
+                Self::AccessDenied(format!("Import: {e}"))
+            }
             other => Self::Internal(other.to_string()),
         }
     }

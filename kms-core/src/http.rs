@@ -98,12 +98,16 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, KmsError> {
     }
 }
 
-/// The caller, from the proxy's header.
+/// The caller, from the proxy's header: its bytes as strict UTF-8, used exactly as they are
+/// (the proxy decided the name; nothing is trimmed or re-interpreted here). Exactly one
+/// non-empty header without control characters, else the request is unauthenticated.
 fn caller(request: &Request<Incoming>) -> Result<String, KmsError> {
     let values: Vec<&HeaderValue> = request.headers().get_all("x-kms-user").iter().collect();
     match values.as_slice() {
-        [one] => match one.to_str() {
-            Ok(user) if !user.trim().is_empty() => Ok(user.trim().to_owned()),
+        [one] => match std::str::from_utf8(one.as_bytes()) {
+            Ok(user) if !user.is_empty() && !user.chars().any(char::is_control) => {
+                Ok(user.to_owned())
+            }
             _ => Err(KmsError::Unauthenticated),
         },
         _ => Err(KmsError::Unauthenticated),

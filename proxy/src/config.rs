@@ -802,11 +802,20 @@ impl TryFrom<RawConfig> for Config {
             None => None,
         };
         let api_token = match raw.api_token_id {
-            Some(uid) if uid.trim().is_empty() => {
-                return Err(invalid("api_token_id", "must be a key uid"));
+            // The uid goes into a URL path (`/access/list/<uid>`): unreserved characters only.
+            Some(uid)
+                if uid.is_empty()
+                    || !uid
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) =>
+            {
+                return Err(invalid(
+                    "api_token_id",
+                    format!("{uid:?}: must be a key uid (letters, digits, - . _ ~)"),
+                ));
             }
             Some(uid) => Some((
-                uid.trim().to_owned(),
+                uid,
                 seconds("api_token_refresh_interval", raw.api_token_refresh_interval)?,
             )),
             None => None,

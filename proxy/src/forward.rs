@@ -435,10 +435,13 @@ impl Forwarder {
     pub async fn call_as(
         &self,
         identity: &Identity,
+        method: http::Method,
         path: &str,
         body: bytes::Bytes,
     ) -> Result<(http::StatusCode, bytes::Bytes), ProxyError> {
-        let mut request = Request::post(self.upstream_uri(path)?)
+        let mut request = Request::builder()
+            .method(method)
+            .uri(self.upstream_uri(path)?)
             .header(header::CONTENT_TYPE, "application/json")
             .body(
                 http_body_util::Full::new(body)

@@ -25,6 +25,63 @@ impl AuthMethod {
     }
 }
 
+/// Why a user name from a credential is not acceptable (the 401 reason and metrics label).
+pub type NameRefusal = &'static str;
+
+/// Longest user name forwarded upstream, in bytes.
+pub const MAX_USER_BYTES: usize = 1024;
+
+/// Characters that print nothing or change how the text around them is shown: format
+/// characters (zero-width, bidirectional controls, BOM), fillers, variation selectors,
+/// private-use code points and noncharacters. Control characters are tested apart.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FDD0}'..='\u{FDEF}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E000}'..='\u{F8FF}'
+        | '\u{E0000}'..='\u{E0FFF}' | '\u{F0000}'..)
+        || (u32::from(c) & 0xFFFE) == 0xFFFE
+}
+
+/// The one rule for a user name taken from a credential (certificate CN, JWT claim), applied
+/// by the proxy before anything is forwarded. The core uses the forwarded name byte for byte,
+/// so what passes here is exactly who the user is everywhere, audit included:
+/// * not empty, at most [`MAX_USER_BYTES`];
+/// * not the default user (the identity of unauthenticated and API-token requests) and not `*`
+///   (which means "everyone" in grants): `reserved user`;
+/// * no whitespace but the plain space, and none at either end; no control, format or other
+///   invisible character; Unicode text in NFC form (one name, one spelling):
+///   `user name not canonical`.
+///
+/// Non-ASCII names (internationalised emails, accented CNs) are allowed and forwarded as
+/// UTF-8 bytes; the core reads the header as strict UTF-8.
+pub fn check_user_name(name: &str, default_user: &str) -> Result<(), NameRefusal> {
+    check_canonical(name)?;
+    if name == default_user || name == "*" {
+        return Err("reserved user");
+    }
+    Ok(())
+}
+
+/// The shape half of [`check_user_name`]: not empty, not too long, canonical text.
+pub fn check_canonical(name: &str) -> Result<(), NameRefusal> {
+    if name.is_empty() {
+        return Err("empty user name");
+    }
+    if name.len() > MAX_USER_BYTES {
+        return Err("user name too long");
+    }
+    let edges = name.starts_with(' ') || name.ends_with(' ');
+    let odd = name
+        .chars()
+        .any(|c| c.is_control() || is_invisible(c) || (c.is_whitespace() && c != ' '));
+    if edges || odd || !unicode_normalization::is_nfc(name) {
+        return Err("user name not canonical");
+    }
+    Ok(())
+}
+
 /// The identity decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -106,7 +163,9 @@ impl IdentityHeaders {
 
     /// Sets the identity and forwarding headers (after [`Self::strip_inbound`]).
     pub fn apply(&self, headers: &mut HeaderMap, identity: &Identity, peer: IpAddr, proto: &str) {
-        if let Ok(user) = HeaderValue::from_str(&identity.user) {
+        // UTF-8 bytes as they are: names passed [`check_user_name`] (no control character),
+        // and a header value may carry bytes above 0x7F.
+        if let Ok(user) = HeaderValue::from_bytes(identity.user.as_bytes()) {
             headers.insert(self.user_header.clone(), user);
         }
         headers.insert(
@@ -128,6 +187,37 @@ impl IdentityHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_names_are_canonical() {
+        for good in [
+            "alice",
+            "alice@example.com",
+            "John Smith",
+            "jos\u{e9}@\u{e9}xample.fr",
+            "\u{5c71}\u{7530}",
+        ] {
+            assert_eq!(check_user_name(good, "admin"), Ok(()), "{good:?}");
+        }
+        for (bad, reason) in [
+            ("admin", "reserved user"),
+            ("*", "reserved user"),
+            ("", "empty user name"),
+            ("admin ", "user name not canonical"),
+            (" admin", "user name not canonical"),
+            ("\tadmin", "user name not canonical"),
+            ("ad\nmin", "user name not canonical"),
+            ("ad\u{200B}min", "user name not canonical"),
+            ("ad\u{202E}nimda", "user name not canonical"),
+            ("a\u{A0}b", "user name not canonical"),
+            ("a\u{85}b", "user name not canonical"),
+            ("jose\u{301}", "user name not canonical"),
+        ] {
+            assert_eq!(check_user_name(bad, "admin"), Err(reason), "{bad:?}");
+        }
+        assert_eq!(check_user_name("admin", "root"), Ok(()));
+        assert!(check_user_name(&"a".repeat(MAX_USER_BYTES + 1), "admin").is_err());
+    }
 
     #[test]
     fn strips_every_spelling() {

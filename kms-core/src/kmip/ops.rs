@@ -384,10 +384,11 @@ impl Kms {
     ) -> Result<ManagedObject, KmsError> {
         self.require_hsm_admin(user, "create")?;
         let (hsm, label) = self.hsm_key(&uid)?;
-        if self.store.load(&uid).await?.is_some() {
-            return Err(KmsError::Database(format!(
-                "{uid}: one or more objects already exist"
-            )));
+        if self.store.uid_used(&uid).await? {
+            return Err(match self.store.load(&uid).await? {
+                Some(_) => KmsError::Database(format!("{uid}: one or more objects already exist")),
+                None => crate::store::StoreError::Retired(uid).into(),
+            });
         }
         hsm.create_key(&label, u64::try_from(bits).unwrap_or(256))?;
         let bits = i32::try_from(bits).unwrap_or(256);
@@ -483,21 +484,26 @@ impl Kms {
         id: &str,
         grant: &str,
     ) -> Result<Vec<ManagedObject>, KmsError> {
-        let uids = match target(id)? {
-            Target::Uid(uid) => vec![uid],
-            Target::Tags(tags) => self.store.uids_with_tags(&tags).await?,
+        let (uids, by_tags) = match target(id)? {
+            Target::Uid(uid) => (vec![uid], false),
+            Target::Tags(tags) => (self.store.uids_with_tags(&tags).await?, true),
         };
         let mut found = Vec::new();
         for uid in uids {
-            if let Some(mut o) = self.store.load(&uid).await? {
-                if !self.may(user, &o, grant).await? {
-                    continue;
+            if let Some(o) = self.store.load(&uid).await? {
+                if self.may(user, &o, grant).await? {
+                    found.push(o);
                 }
-                if o.settle(now()) {
-                    o.last_change = now();
-                    self.store.update(&o).await?;
-                }
-                found.push(o);
+            }
+        }
+        // As in crypto_key: by tags, the caller's own objects win over shared ones.
+        if by_tags && found.iter().any(|o| o.owner == user) {
+            found.retain(|o| o.owner == user);
+        }
+        for o in &mut found {
+            if o.settle(now()) {
+                o.last_change = now();
+                self.store.update(o).await?;
             }
         }
         Ok(found)
@@ -565,7 +571,15 @@ impl Kms {
                 .map_err(|e| KmsError::Internal(e.to_string()))?;
             self.new_object(user, uid, &key, mask, activation, tags)?
         };
-        self.store.insert(&object).await?;
+        if let Err(e) = self.store.insert(&object).await {
+            // A key generated in the HSM for a uid the store refused must not stay there.
+            if object.wrapping == Wrapping::Resident {
+                if let Ok((hsm, label)) = self.hsm_key(&object.uid) {
+                    let _ = hsm.destroy_key(&label);
+                }
+            }
+            return Err(e.into());
+        }
         Ok(Done {
             response: structure(
                 "CreateResponse",
@@ -648,14 +662,6 @@ impl Kms {
             tags,
         )?;
         if get_bool(req, "ReplaceExisting")?.unwrap_or(false) {
-            if let Some(existing) = self.store.load(&object.uid).await? {
-                if existing.owner != user {
-                    return Err(KmsError::AccessDenied(format!(
-                        "Import: object {} is not owned by {user}",
-                        object.uid
-                    )));
-                }
-            }
             self.store.replace(&object).await?;
         } else {
             self.store.insert(&object).await?;
@@ -686,7 +692,11 @@ impl Kms {
         }
         match (o.state, export) {
             (s, false) if s.is_destroyed() => return Err(KmsError::ObjectDestroyed),
-            (State::Deactivated, false) => return Err(KmsError::WrongState("DENIED".into())),
+            // A revoked key is never handed out by Get (the reference's rule); Export, which
+            // asks for the key as it is, still returns it.
+            (State::Deactivated | State::Compromised, false) => {
+                return Err(KmsError::WrongState("DENIED".into()));
+            }
             (s, true) if s.is_destroyed() => return Err(KmsError::ObjectNotFound(id.to_owned())),
             _ => {}
         }
@@ -767,6 +777,7 @@ impl Kms {
                 }
             }
         }
+        let by_tags = matches!(target(id)?, Target::Tags(_));
         let candidates = match target(id)? {
             Target::Uid(uid) => self.store.load(&uid).await?.into_iter().collect::<Vec<_>>(),
             Target::Tags(tags) => {
@@ -787,13 +798,22 @@ impl Kms {
                 allowed.push(o.clone());
             }
         }
+        // Tags are anyone's to put on their own keys: a tag resolves among the caller's own
+        // keys first, and among keys shared with the caller only when it owns none, so that
+        // nobody can make someone's tag ambiguous or take it over by tagging a key of theirs.
+        if by_tags && allowed.iter().any(|o| o.owner == user) {
+            allowed.retain(|o| o.owner == user);
+        }
         match (candidates.len(), allowed.len()) {
             (0, _) => Err(KmsError::KeyNotFound(format!(
                 "{op}: key id: {id}, not found"
             ))),
+            // Keys the caller may not use are never named: by tags they do not exist for it.
+            (_, 0) if by_tags => Err(KmsError::KeyNotFound(format!(
+                "{op}: key id: {id}, not found"
+            ))),
             (_, 0) => Err(KmsError::AccessDenied(format!(
-                "{op}: the user {user} does not have permission to {grant} using the key: {}",
-                candidates[0].uid
+                "{op}: the user {user} does not have permission to {grant} using the key: {id}"
             ))),
             (_, 1) => {
                 let mut o = allowed.remove(0);
@@ -830,6 +850,16 @@ impl Kms {
         let data = get_bytes(req, "Data")?
             .ok_or_else(|| KmsError::InvalidRequest("Encrypt: missing Data".into()))?;
         let nonce = get_bytes(req, "IVCounterNonce")?;
+        // With a nonce of its choosing, a caller who may only encrypt could re-encrypt under a
+        // nonce seen in someone's ciphertext and XOR the keystream out (GCM is CTR mode): a
+        // caller-supplied nonce is accepted only from a caller who may also decrypt.
+        if nonce.is_some() && !self.may(user, &o, "decrypt").await? {
+            return Err(KmsError::Forbidden(format!(
+                "Encrypt: a caller-supplied IVCounterNonce needs the decrypt right on key {}; \
+                 leave it out and the server picks a fresh random nonce",
+                o.uid
+            )));
+        }
         let aad = get_bytes(req, "AuthenticatedEncryptionAdditionalData")?.unwrap_or_default();
         let sealed = if o.wrapping == Wrapping::Resident {
             let (hsm, label) = self.hsm_key(&o.uid)?;

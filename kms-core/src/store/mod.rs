@@ -17,6 +17,10 @@ use crate::object::{ManagedObject, Meta, State};
 pub enum StoreError {
     #[error("one or more objects already exist")]
     Exists,
+    #[error("the identifier {0} belonged to an object that was removed; identifiers are never reused")]
+    Retired(String),
+    #[error("object {uid} is not owned by {user}")]
+    NotOwner { uid: String, user: String },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
@@ -196,6 +200,34 @@ impl Store {
         }
     }
 
+    /// Takes `uid` for good in the registry of used uids: Exists when an object holds it,
+    /// Retired when it belonged to an object that was removed.
+    async fn take_uid(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        uid: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let taken = sqlx::query(
+            "INSERT INTO uids (uid, first_used) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(uid)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(());
+        }
+        let live = sqlx::query("SELECT 1 AS one FROM objects WHERE uid = $1")
+            .bind(uid)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Err(match live {
+            Some(_) => StoreError::Exists,
+            None => StoreError::Retired(uid.to_owned()),
+        })
+    }
+
+    /// Inserts the object row and its tags (the uid must already be taken).
     async fn insert_in(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         o: &ManagedObject,
@@ -227,6 +259,15 @@ impl Store {
             other => other?,
         };
         Self::write_tags(tx, o).await
+    }
+
+    /// A new object under a uid never used before.
+    async fn create_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        o: &ManagedObject,
+    ) -> Result<(), StoreError> {
+        Self::take_uid(tx, &o.uid, o.created_at).await?;
+        Self::insert_in(tx, o).await
     }
 
     async fn write_tags(
@@ -268,25 +309,59 @@ impl Store {
         Self::write_tags(tx, o).await
     }
 
-    /// Inserts a new object with its tags.
+    /// Inserts a new object with its tags, under a uid never used before.
     pub async fn insert(&self, o: &ManagedObject) -> Result<(), StoreError> {
         let mut w = self.write().await?;
-        let tx = &mut w.tx;
-        Self::insert_in(tx, o).await?;
+        Self::create_in(&mut w.tx, o).await?;
         w.tx.commit().await?;
         Ok(())
     }
 
-    /// Replaces an object (insert or update) in one transaction, e.g. Import with
-    /// ReplaceExisting.
+    /// True when `uid` is held by an object or was held by one that was removed.
+    pub async fn uid_used(&self, uid: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS one FROM uids WHERE uid = $1")
+            .bind(uid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Import with ReplaceExisting, in one transaction: the object `o.uid` names is replaced
+    /// only when `o.owner` owns it (its grants go with it); a uid never used is created; a
+    /// removed one stays retired. Concurrent Creates of the same uid cannot slip in between
+    /// the ownership check and the write (row lock on PostgreSQL, one writer on SQLite).
     pub async fn replace(&self, o: &ManagedObject) -> Result<(), StoreError> {
         let mut w = self.write().await?;
         let tx = &mut w.tx;
-        sqlx::query("DELETE FROM objects WHERE uid = $1")
+        let select = match self.backend {
+            Backend::Postgres => "SELECT owner FROM objects WHERE uid = $1 FOR UPDATE",
+            Backend::Sqlite => "SELECT owner FROM objects WHERE uid = $1",
+        };
+        let owner: Option<String> = sqlx::query(select)
             .bind(&o.uid)
-            .execute(&mut **tx)
-            .await?;
-        Self::insert_in(tx, o).await?;
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| row.try_get("owner"))
+            .transpose()?;
+        match owner {
+            Some(owner) if owner != o.owner => {
+                return Err(StoreError::NotOwner {
+                    uid: o.uid.clone(),
+                    user: o.owner.clone(),
+                });
+            }
+            Some(_) => {
+                for statement in [
+                    "DELETE FROM grants WHERE uid = $1",
+                    "DELETE FROM object_tags WHERE uid = $1",
+                    "DELETE FROM objects WHERE uid = $1",
+                ] {
+                    sqlx::query(statement).bind(&o.uid).execute(&mut **tx).await?;
+                }
+                Self::insert_in(tx, o).await?;
+            }
+            None => Self::create_in(tx, o).await?,
+        }
         w.tx.commit().await?;
         Ok(())
     }
@@ -361,12 +436,12 @@ impl Store {
         let mut w = self.write().await?;
         let tx = &mut w.tx;
         Self::update_in(tx, old).await?;
-        Self::insert_in(tx, new).await?;
+        Self::create_in(tx, new).await?;
         w.tx.commit().await?;
         Ok(())
     }
 
-    /// Removes an object, its tags and its grants.
+    /// Removes an object, its tags and its grants; its uid stays retired (never reused).
     pub async fn remove(&self, uid: &str) -> Result<(), StoreError> {
         let mut w = self.write().await?;
         let tx = &mut w.tx;

@@ -12,7 +12,7 @@ use http::HeaderMap;
 
 use crate::config::Config;
 use crate::error::{ProxyError, StartError};
-use crate::identity::{AuthMethod, Identity};
+use crate::identity::{AuthMethod, Identity, check_user_name};
 
 /// What a connection proved at the TLS handshake, read once and kept with the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +123,8 @@ impl Authenticator {
         }
         match peer {
             PeerCertificate::Verified(Ok(user)) => {
+                check_user_name(user, &self.default_username)
+                    .map_err(ProxyError::Unauthenticated)?;
                 return Ok(self.as_user(Identity::new(user, AuthMethod::Mtls)));
             }
             PeerCertificate::Verified(Err(e)) => {
@@ -136,11 +138,15 @@ impl Authenticator {
                 "malformed Authorization header",
             )),
             Some(Ok(token)) if is_jwt_shaped(token) => match &self.jwt {
-                Some(verifier) => verifier
-                    .verify(token)
-                    .await
-                    .map(|identity| self.as_user(identity))
-                    .map_err(ProxyError::Unauthenticated),
+                Some(verifier) => {
+                    let identity = verifier
+                        .verify(token)
+                        .await
+                        .map_err(ProxyError::Unauthenticated)?;
+                    check_user_name(&identity.user, &self.default_username)
+                        .map_err(ProxyError::Unauthenticated)?;
+                    Ok(self.as_user(identity))
+                }
                 None => Err(ProxyError::Unauthenticated(
                     "JWT authentication not configured",
                 )),
@@ -181,13 +187,16 @@ mod tests {
             .authenticate(&PeerCertificate::Absent, &none)
             .await;
         assert!(missing.is_err());
-        let wildcard = PeerCertificate::Verified(Err(mtls::NameError::Wildcard));
-        assert!(
-            auth(true, false)
-                .authenticate(&wildcard, &none)
-                .await
-                .is_err()
-        );
+        for name in ["*", "admin", "admin ", "\tadmin"] {
+            let refused = PeerCertificate::Verified(Ok(name.into()));
+            assert!(
+                auth(true, false)
+                    .authenticate(&refused, &none)
+                    .await
+                    .is_err(),
+                "{name:?}"
+            );
+        }
         let id = auth(true, false).authenticate(&alice, &none).await.ok();
         assert_eq!(id, Some(Identity::new("alice", AuthMethod::Mtls)));
         let forced = auth(true, true).authenticate(&alice, &none).await.ok();

@@ -6,8 +6,6 @@
 pub enum NameError {
     Unparsable,
     NoCommonName,
-    Empty,
-    Wildcard,
     NotUtf8,
 }
 
@@ -17,14 +15,13 @@ impl NameError {
         match self {
             Self::Unparsable => "client certificate cannot be read",
             Self::NoCommonName => "client certificate has no subject common name",
-            Self::Empty => "client certificate common name is empty",
-            Self::Wildcard => "client certificate common name `*` is not a user",
             Self::NotUtf8 => "client certificate common name is not UTF-8",
         }
     }
 }
 
-/// The user named by the first subject CN of a DER certificate.
+/// The user named by the first subject CN of a DER certificate, exactly as written there (the
+/// authenticator then applies [`crate::identity::check_user_name`]: nothing is trimmed).
 pub fn user_from_certificate(der: &[u8]) -> Result<String, NameError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| NameError::Unparsable)?;
     let cn = cert
@@ -33,15 +30,5 @@ pub fn user_from_certificate(der: &[u8]) -> Result<String, NameError> {
         .next()
         .ok_or(NameError::NoCommonName)?;
     let name = cn.as_str().map_err(|_| NameError::NotUtf8)?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if name == "*" {
-        return Err(NameError::Wildcard);
-    }
-    if name.chars().any(char::is_control) {
-        return Err(NameError::NotUtf8);
-    }
     Ok(name.to_owned())
 }

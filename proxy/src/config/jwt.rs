@@ -110,6 +110,10 @@ pub struct RawProvider {
     pub jwks_ca_cert_file: Option<PathBuf>,
     #[serde(default)]
     pub claim_headers: BTreeMap<String, String>,
+    /// Prepended to every user name from this provider (e.g. `google:`).
+    pub user_prefix: Option<String>,
+    /// Longest accepted lifetime (`exp` - `iat`), seconds: later `exp` are capped to it.
+    pub max_token_lifetime: Option<u64>,
 }
 
 /// Algorithms accepted when a provider names none. HMAC is never accepted.
@@ -151,6 +155,10 @@ pub struct JwtProvider {
     pub ca_file: Option<PathBuf>,
     /// Claim name -> header forwarded upstream with its value.
     pub claim_headers: Vec<(String, HeaderName)>,
+    /// Prepended to every user name from this provider.
+    pub user_prefix: String,
+    /// When set, a token is valid at most this long after its `iat` (which it must carry).
+    pub max_token_lifetime: Option<u64>,
 }
 
 /// JWT authentication as a whole.
@@ -320,7 +328,26 @@ fn provider(
         }
         claim_headers.push((claim, name));
     }
+    let user_prefix = raw.user_prefix.unwrap_or_default();
+    if user_prefix.len() > 64
+        || user_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            "auth.providers.user_prefix",
+            format!("{user_prefix:?}: at most 64 bytes, no whitespace or control characters"),
+        ));
+    }
+    if raw.max_token_lifetime == Some(0) {
+        return Err(invalid(
+            "auth.providers.max_token_lifetime",
+            "must be at least 1 second (leave it out for no cap)",
+        ));
+    }
     Ok(JwtProvider {
+        user_prefix,
+        max_token_lifetime: raw.max_token_lifetime,
         issuer,
         keys,
         public_key_files: raw.public_key_files,
@@ -394,6 +421,8 @@ pub fn validate(
             clock_skew_leeway: 0,
             jwks_ca_cert_file: None,
             claim_headers: BTreeMap::new(),
+            user_prefix: None,
+            max_token_lifetime: None,
         })
         .collect();
     raws.extend(raw.providers);

@@ -122,6 +122,16 @@ fn claim_value(value: &Value) -> Option<Result<HeaderValue, Reason>> {
     Some(HeaderValue::from_str(&text).map_err(|_| "claim not header-safe"))
 }
 
+/// True when the token says its `email` is not verified (`email_verified` false, as a
+/// boolean or the string some providers send).
+fn email_unverified(claims: &Map<String, Value>) -> bool {
+    match claims.get("email_verified") {
+        Some(Value::Bool(verified)) => !verified,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("false"),
+        _ => false,
+    }
+}
+
 impl Provider {
     /// The time, audience and user checks, after the signature: the identity and `exp`.
     fn check_claims(
@@ -131,7 +141,13 @@ impl Provider {
     ) -> Result<(Identity, u64), Reason> {
         let c = &self.config;
         let skew = c.clock_skew_leeway;
-        let exp = numeric(claims, "exp")?.ok_or("missing exp")?;
+        let mut exp = numeric(claims, "exp")?.ok_or("missing exp")?;
+        let iat = numeric(claims, "iat")?;
+        if let Some(max) = c.max_token_lifetime {
+            // A token is good for at most `max` seconds after it was issued, whatever its exp.
+            let issued = iat.ok_or("missing iat")?;
+            exp = exp.min(issued.saturating_add(max));
+        }
         if now > exp.saturating_add(c.expiration_leeway + skew) {
             return Err("token expired");
         }
@@ -140,7 +156,7 @@ impl Provider {
         {
             return Err("token not yet valid");
         }
-        if let Some(iat) = numeric(claims, "iat")?
+        if let Some(iat) = iat
             && iat > now.saturating_add(skew)
         {
             return Err("token issued in the future");
@@ -156,19 +172,24 @@ impl Provider {
                 return Err("wrong audience");
             }
         }
-        let user = c
+        // The first configured claim that is a non-empty string names the user; it is used
+        // as it is (never trimmed): a name that is not canonical is refused, not repaired.
+        let (claim, user) = c
             .user_claim
             .iter()
             .find_map(|name| {
                 claims
                     .get(name)
                     .and_then(Value::as_str)
-                    .filter(|u| !u.trim().is_empty())
+                    .filter(|u| !u.is_empty())
+                    .map(|u| (name.as_str(), u))
             })
             .ok_or("no user claim")?;
-        if user.len() > MAX_VALUE_BYTES || HeaderValue::from_str(user).is_err() {
-            return Err("user claim not header-safe");
+        if claim == "email" && email_unverified(claims) {
+            return Err("email not verified");
         }
+        crate::identity::check_canonical(user)?;
+        let user = format!("{}{user}", c.user_prefix);
         let mut mapped = Vec::new();
         for (claim, header) in &c.claim_headers {
             if let Some(value) = claims.get(claim).and_then(claim_value) {
@@ -176,7 +197,7 @@ impl Provider {
             }
         }
         let identity = Identity {
-            user: user.to_owned(),
+            user,
             method: AuthMethod::Jwt,
             claims: mapped,
         };
