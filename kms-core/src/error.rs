@@ -71,9 +71,7 @@ impl KmsError {
             Self::PermissionDenied(_)
             | Self::AccessDenied(_)
             | Self::Forbidden(_)
-            | Self::Unauthenticated => {
-                "Permission_Denied"
-            }
+            | Self::Unauthenticated => "Permission_Denied",
             Self::Crypto(_) => "Cryptographic_Failure",
             Self::Codec(_) => "Codec_Error",
             Self::UnknownOperation(_) => "Operation_Not_Supported",

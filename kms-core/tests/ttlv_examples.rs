@@ -62,6 +62,14 @@ fn codec_errors_carry_the_reference_messages() {
         }
         let parsed = Ttlv::from_json(body);
         let detail = reason.split(" at line ").next().unwrap_or(reason);
+        // On purpose unlike the reference: a bad ByteString is not echoed (it may be key
+        // material), so only the start of the message is the same.
+        const BYTES: &str = "Invalid value for a ByteString";
+        let detail = if detail.starts_with(BYTES) {
+            BYTES
+        } else {
+            detail
+        };
         match parsed {
             Err(e) => {
                 assert!(

@@ -87,14 +87,46 @@ max_token_lifetime = 600
     let second = |claims: Value| sign(&header, &claims, &second_key);
 
     let cases: Vec<(&str, String, &str)> = vec![
-        ("email admin", first(json!({"email": "admin"}))?, "401 reserved user"),
-        ("sub admin", first(json!({"sub": "admin"}))?, "401 reserved user"),
-        ("trailing space", first(json!({"email": "admin "}))?, "401 user name not canonical"),
-        ("leading tab", first(json!({"sub": "\tadmin"}))?, "401 user name not canonical"),
-        ("newline", first(json!({"sub": "bob\nuser=admin"}))?, "401 user name not canonical"),
-        ("zero width", first(json!({"sub": "ad\u{200B}min"}))?, "401 user name not canonical"),
-        ("decomposed", first(json!({"sub": "jose\u{301}"}))?, "401 user name not canonical"),
-        ("wildcard", first(json!({"email": "*"}))?, "401 reserved user"),
+        (
+            "email admin",
+            first(json!({"email": "admin"}))?,
+            "401 reserved user",
+        ),
+        (
+            "sub admin",
+            first(json!({"sub": "admin"}))?,
+            "401 reserved user",
+        ),
+        (
+            "trailing space",
+            first(json!({"email": "admin "}))?,
+            "401 user name not canonical",
+        ),
+        (
+            "leading tab",
+            first(json!({"sub": "\tadmin"}))?,
+            "401 user name not canonical",
+        ),
+        (
+            "newline",
+            first(json!({"sub": "bob\nuser=admin"}))?,
+            "401 user name not canonical",
+        ),
+        (
+            "zero width",
+            first(json!({"sub": "ad\u{200B}min"}))?,
+            "401 user name not canonical",
+        ),
+        (
+            "decomposed",
+            first(json!({"sub": "jose\u{301}"}))?,
+            "401 user name not canonical",
+        ),
+        (
+            "wildcard",
+            first(json!({"email": "*"}))?,
+            "401 reserved user",
+        ),
         (
             "email not verified",
             first(json!({"email": "bob@example.com", "email_verified": false}))?,
@@ -107,7 +139,9 @@ max_token_lifetime = 600
         ),
         (
             "unverified email ignored when sub is the claim",
-            second(json!({"iss": SECOND, "sub": "carol", "email": "x@y", "email_verified": false, "exp": t + 60, "iat": t}))?,
+            second(
+                json!({"iss": SECOND, "sub": "carol", "email": "x@y", "email_verified": false, "exp": t + 60, "iat": t}),
+            )?,
             "second:carol",
         ),
         (
@@ -122,7 +156,9 @@ max_token_lifetime = 600
         ),
         (
             "lifetime capped",
-            second(json!({"iss": SECOND, "sub": "dave", "exp": t + 86_400 * 365, "iat": t - 3_600}))?,
+            second(
+                json!({"iss": SECOND, "sub": "dave", "exp": t + 86_400 * 365, "iat": t - 3_600}),
+            )?,
             "401 token expired",
         ),
         (

@@ -225,6 +225,32 @@ fn check_user_tags(tags: &BTreeSet<String>) -> Result<(), KmsError> {
                 "tag {tag:?}: user tags must not be empty or start with _"
             )));
         }
+        if tag.len() > 256 || tag.chars().any(char::is_control) {
+            return Err(KmsError::InvalidRequest(format!(
+                "tag {tag:?}: at most 256 bytes, no control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The prefix that puts a key inside the HSM, matched exactly.
+const HSM_PREFIX: &str = "hsm::";
+
+/// A uid a client chose for a new object: no control characters, no whitespace at either end
+/// (it would log and compare as another), and nothing that looks like the HSM prefix without
+/// being it (`HSM::`, ` hsm::`, `hsm:`): such a key would silently be a software key.
+fn check_new_uid(uid: &str) -> Result<(), KmsError> {
+    if uid.len() > 256 || uid.chars().any(char::is_control) || uid.trim() != uid {
+        return Err(KmsError::InvalidRequest(format!(
+            "UniqueIdentifier {uid:?}: at most 256 bytes, no control characters, no leading or trailing whitespace"
+        )));
+    }
+    let folded = uid.trim_start().to_ascii_lowercase();
+    if folded.starts_with("hsm:") && !uid.starts_with(HSM_PREFIX) {
+        return Err(KmsError::InvalidRequest(format!(
+            "UniqueIdentifier {uid:?} looks like an HSM key but is not one: HSM keys are named hsm::<slot>::<label> exactly"
+        )));
     }
     Ok(())
 }
@@ -560,10 +586,11 @@ impl Kms {
             Some(uid) if !uid.is_empty() => uid.to_owned(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
+        check_new_uid(&uid)?;
         // Create resets an activation date in the past to the creation time.
         let activation = get_date(attrs, "ActivationDate")?.map(|d| d.max(now()));
         let mask = get_int(attrs, "CryptographicUsageMask")?.unwrap_or(DEFAULT_CREATE_MASK);
-        let object = if uid.starts_with("hsm::") {
+        let object = if uid.starts_with(HSM_PREFIX) {
             self.create_in_hsm(user, uid, i64::from(bits), activation, mask, tags)
                 .await?
         } else {
@@ -647,7 +674,8 @@ impl Kms {
             Some(uid) if !uid.is_empty() => uid.to_owned(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
-        if uid.starts_with("hsm::") {
+        check_new_uid(&uid)?;
+        if uid.starts_with(HSM_PREFIX) {
             return Err(KmsError::InvalidRequest(format!(
                 "{uid}: keys cannot be imported into the HSM; create them there"
             )));

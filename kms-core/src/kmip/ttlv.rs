@@ -115,7 +115,16 @@ impl Ttlv {
             Some(Json::String(kind)) => kind.as_str(),
             Some(_) => return err(format!("{tag}: `type` must be a string")),
         };
-        let bad = |what: &str| TtlvError(format!("Invalid value for a {what} in {tag}: {value}"));
+        // The offending value is echoed only when short, and never for byte strings, which
+        // carry key material.
+        let bad = |what: &str| {
+            let shown = value.to_string();
+            if what == "ByteString" || shown.len() > 64 {
+                TtlvError(format!("Invalid value for a {what} in {tag}"))
+            } else {
+                TtlvError(format!("Invalid value for a {what} in {tag}: {shown}"))
+            }
+        };
         let value = match kind {
             "Structure" => match value {
                 Json::Array(items) => Value::Structure(
@@ -136,8 +145,9 @@ impl Ttlv {
                         .map(|v| v as i32)
                         .map_err(|_| bad("Integer"))?,
                     None => {
+                        let shown = if s.len() > 64 { "(long string)" } else { s };
                         return err(format!(
-                            "Invalid value for integer hex String: {s} (should start with 0x)"
+                            "Invalid value for integer hex String: {shown} (should start with 0x)"
                         ));
                     }
                 },
@@ -179,10 +189,12 @@ impl Ttlv {
                 Value::TextString(value.as_str().ok_or_else(|| bad("TextString"))?.to_owned())
             }
             "ByteString" => match value {
-                Json::String(s) => Value::ByteString(
-                    decode_hex(s)
-                        .ok_or_else(|| TtlvError(format!("Invalid value for a ByteString: {s}")))?,
-                ),
+                Json::String(s) => Value::ByteString(decode_hex(s).ok_or_else(|| {
+                    TtlvError(format!(
+                        "Invalid value for a ByteString in {tag}: expected an even number of hex digits ({} characters given)",
+                        s.len()
+                    ))
+                })?),
                 _ => return Err(bad("ByteString")),
             },
             "DateTime" => Value::DateTime(match value {
@@ -362,9 +374,15 @@ mod tests {
             parse(json!({"tag":"I","type":"Integer","value":"256"}))
                 .is_err_and(|e| e.0.contains("should start with 0x"))
         );
+        // A bad byte string is refused without echoing it (it may be key material).
+        let secret = "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEF";
         assert!(
-            parse(json!({"tag":"B","type":"ByteString","value":"XYZ"}))
-                .is_err_and(|e| e.0.contains("ByteString: XYZ"))
+            parse(json!({"tag":"Key","type":"ByteString","value":secret}))
+                .is_err_and(|e| e.0.contains("ByteString in Key") && !e.0.contains("0011"))
+        );
+        assert!(
+            parse(json!({"tag":"Key","type":"ByteString","value":[1, 2]}))
+                .is_err_and(|e| !e.0.contains('1'))
         );
         assert!(
             parse(json!({"tag":"X","foo":1,"value":[]}))

@@ -17,7 +17,9 @@ use crate::object::{ManagedObject, Meta, State};
 pub enum StoreError {
     #[error("one or more objects already exist")]
     Exists,
-    #[error("the identifier {0} belonged to an object that was removed; identifiers are never reused")]
+    #[error(
+        "the identifier {0} belonged to an object that was removed; identifiers are never reused"
+    )]
     Retired(String),
     #[error("object {uid} is not owned by {user}")]
     NotOwner { uid: String, user: String },
@@ -356,7 +358,10 @@ impl Store {
                     "DELETE FROM object_tags WHERE uid = $1",
                     "DELETE FROM objects WHERE uid = $1",
                 ] {
-                    sqlx::query(statement).bind(&o.uid).execute(&mut **tx).await?;
+                    sqlx::query(statement)
+                        .bind(&o.uid)
+                        .execute(&mut **tx)
+                        .await?;
                 }
                 Self::insert_in(tx, o).await?;
             }

@@ -146,7 +146,8 @@ impl ApiTokenVerifier {
             }
             other => other,
         })?;
-        let uid = serde_json::json!({"tag": "UniqueIdentifier", "type": "TextString", "value": self.uid});
+        let uid =
+            serde_json::json!({"tag": "UniqueIdentifier", "type": "TextString", "value": self.uid});
         let attributes = self
             .call(
                 forwarder,
@@ -187,14 +188,19 @@ impl ApiTokenVerifier {
                 let fresh = digest(token.as_bytes());
                 let changed = self.digest.load().as_deref() != Some(&fresh);
                 self.digest.store(Some(Arc::new(fresh)));
-                self.reported.store(false, std::sync::atomic::Ordering::Relaxed);
+                self.reported
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 if changed {
                     tracing::info!(uid = %self.uid, "API token key loaded");
                 }
             }
             Err(Unusable::Refused(reason)) => {
                 let was_loaded = self.digest.swap(None).is_some();
-                if was_loaded || !self.reported.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                if was_loaded
+                    || !self
+                        .reported
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
                     tracing::warn!(uid = %self.uid, %reason, "API token key unusable: API tokens are refused");
                 } else {
                     tracing::debug!(uid = %self.uid, %reason, "API token key still unusable");
