@@ -28,9 +28,13 @@ pub struct Flags {
     /// Development mode: create a master key under the data directory on first start
     #[arg(long, env = "KMS_DEV")]
     pub dev: bool,
-    /// Largest request body in bytes (413 beyond)
-    #[arg(long, env = "KMS_CORE_MAX_BODY_SIZE", default_value_t = 64 * 1024 * 1024 + 1024 * 1024)]
+    /// Largest request body in bytes (413 beyond). The default takes a 16 MiB Encrypt or
+    /// Decrypt (hex doubles it); larger data is for envelope encryption (`ckms --envelope`)
+    #[arg(long, env = "KMS_CORE_MAX_BODY_SIZE", default_value_t = 34 * 1024 * 1024)]
     pub max_body_size: usize,
+    /// Requests with bodies over 1 MiB processed at once; more wait (up to 30 s, then 503)
+    #[arg(long, env = "KMS_CORE_MAX_LARGE_REQUESTS", default_value_t = 2)]
+    pub max_large_requests: usize,
     /// Admin listener: /metrics, /healthz, /readyz
     #[arg(long, env = "KMS_CORE_ADMIN_ADDRESS", default_value = "127.0.0.1:9465")]
     pub admin_address: SocketAddr,

@@ -38,8 +38,8 @@ pub enum KmsError {
     Unauthenticated,
     #[error("Json deserialize error: {0}")]
     Json(String),
-    #[error("Request body too large")]
-    TooLarge,
+    #[error("Request body too large: at most {0} bytes (kms-core --max-body-size)")]
+    TooLarge(usize),
     #[error("Internal server error")]
     Internal(String),
     #[error("Service_Unavailable: {0}")]
@@ -53,7 +53,7 @@ impl KmsError {
             Self::AccessDenied(_) | Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Json(_) => StatusCode::BAD_REQUEST,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
@@ -23,7 +24,15 @@ pub struct AppState {
     pub kms: Kms,
     pub metrics: Metrics,
     pub max_body_size: usize,
+    /// Bodies over [`LARGE_BODY`] held at once: each one takes a permit until its answer is
+    /// built, so memory stays bounded whatever the number of connections.
+    pub large_bodies: Arc<tokio::sync::Semaphore>,
 }
+
+/// A body past this size needs a permit of [`AppState::large_bodies`].
+pub const LARGE_BODY: usize = 1024 * 1024;
+/// How long a large request waits for a permit before a 503.
+const LARGE_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The operation names a grant may carry (the reference's list: no underscores).
 const OPERATIONS: [&str; 23] = [
@@ -88,14 +97,72 @@ fn error(e: &KmsError) -> Response<CoreBody> {
     respond(e.status(), content_type, e.to_string())
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, KmsError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(KmsError::TooLarge),
-        Err(e) => Err(KmsError::InvalidRequest(format!(
-            "cannot read the body: {e}"
-        ))),
+/// Reads and discards what is left of a refused body (at most 256 MiB, for 5 s), so the
+/// connection stays in step and the proxy relays the 413 instead of a broken pipe. Nothing is
+/// kept: memory does not grow.
+async fn drain(mut body: Incoming) {
+    let mut left: u64 = 256 * 1024 * 1024;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads a whole body of at most `limit` bytes (413 past it, before reading when the length
+/// is announced). A body past [`LARGE_BODY`] first takes a large-body permit, returned with
+/// the bytes: the caller keeps it until its answer is built.
+async fn read_body(
+    state: &AppState,
+    mut body: Incoming,
+    limit: usize,
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), KmsError> {
+    let announced = body
+        .size_hint()
+        .exact()
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if announced.is_some_and(|n| n > limit) {
+        drain(body).await;
+        return Err(KmsError::TooLarge(limit));
     }
+    let permit = || async {
+        tokio::time::timeout(LARGE_BODY_WAIT, state.large_bodies.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                KmsError::Unavailable("too many large requests in flight; retry later".into())
+            })
+    };
+    let mut held = None;
+    if announced.is_some_and(|n| n > LARGE_BODY) {
+        held = Some(permit().await?);
+    }
+    // Sized once when the length is known, so the bytes are never copied to grow.
+    let mut buffer = bytes::BytesMut::with_capacity(announced.unwrap_or(0).min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| KmsError::InvalidRequest(format!("cannot read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = buffer.len() + data.len();
+        if total > limit {
+            drop(buffer);
+            drain(body).await;
+            return Err(KmsError::TooLarge(limit));
+        }
+        if total > LARGE_BODY && held.is_none() {
+            held = Some(permit().await?);
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok((buffer.freeze(), held))
 }
 
 /// The caller, from the proxy's header: its bytes as strict UTF-8, used exactly as they are
@@ -155,8 +222,9 @@ async fn kmip(
     user: &str,
     request: Request<Incoming>,
 ) -> Result<Response<CoreBody>, KmsError> {
-    let body = read_body(request.into_body(), state.max_body_size).await?;
+    let (body, _permit) = read_body(state, request.into_body(), state.max_body_size).await?;
     let ttlv = Ttlv::parse(&body).map_err(|e| KmsError::InvalidRequest(e.0))?;
+    drop(body);
     let operation = ttlv.tag.clone();
     let started = Instant::now();
     let result = state.kms.execute(user, &ttlv).await;
@@ -201,7 +269,7 @@ async fn access(
     request: Request<Incoming>,
     grant: bool,
 ) -> Result<Response<CoreBody>, KmsError> {
-    let body = read_body(request.into_body(), 64 * 1024).await?;
+    let (body, _) = read_body(state, request.into_body(), 64 * 1024).await?;
     let access: AccessBody =
         serde_json::from_slice(&body).map_err(|e| KmsError::Json(e.to_string()))?;
     if let Some(bad) = access

@@ -181,6 +181,7 @@ impl App {
             kms: Kms::new(store, keys),
             metrics,
             max_body_size: flags.max_body_size,
+            large_bodies: Arc::new(tokio::sync::Semaphore::new(flags.max_large_requests.max(1))),
         });
         Ok(Self {
             listener,

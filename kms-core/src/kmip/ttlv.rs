@@ -83,6 +83,50 @@ fn prefixed_hex(text: &str, digits: &[usize]) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// Most JSON objects (TTLV nodes) one request may hold. Real requests hold tens to a few
+/// hundred; the bound keeps a body of many tiny nodes from costing gigabytes once parsed.
+pub const MAX_NODES: usize = 10_000;
+/// Deepest nesting of JSON objects and arrays one request may have (a TTLV structure level is
+/// two: the node and its value array).
+pub const MAX_DEPTH: usize = 64;
+
+/// Counts objects and nesting in a JSON text without building anything, so that a request
+/// past the bounds is refused before it costs memory. Strings (with escapes) are skipped;
+/// whether the text is valid JSON is left to the parser.
+pub fn check_shape(text: &[u8], max_nodes: usize, max_depth: usize) -> Result<(), TtlvError> {
+    let (mut nodes, mut depth) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if b == b'{' {
+                    nodes += 1;
+                }
+                if depth > max_depth {
+                    return err(format!("request nested deeper than {max_depth} levels"));
+                }
+                if nodes > max_nodes {
+                    return err(format!("request has more than {max_nodes} TTLV nodes"));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Ttlv {
     pub fn new(tag: impl Into<String>, value: Value) -> Self {
         Self {
@@ -230,6 +274,7 @@ impl Ttlv {
 
     /// Parses a node from JSON text.
     pub fn parse(text: &[u8]) -> Result<Self, TtlvError> {
+        check_shape(text, MAX_NODES, MAX_DEPTH)?;
         let json: Json = serde_json::from_slice(text).map_err(|e| TtlvError(e.to_string()))?;
         Self::from_json(&json)
     }
@@ -366,6 +411,17 @@ mod tests {
         );
         let structure = parse(json!({"tag":"S","type":"Structure","value":[]}));
         assert_eq!(structure.map(|t| t.value), Ok(Value::Structure(vec![])));
+    }
+
+    #[test]
+    fn bounds_nodes_and_depth_before_parsing() {
+        let wide = format!("[{}]", vec![r#"{"tag":"a","value":"{[\""}"#; 11].join(","));
+        assert_eq!(check_shape(wide.as_bytes(), 11, 4), Ok(()));
+        assert!(check_shape(wide.as_bytes(), 10, 4).is_err_and(|e| e.0.contains("10 TTLV")));
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert!(Ttlv::parse(deep.as_bytes()).is_err_and(|e| e.0.contains("deeper")));
+        let bomb = format!("[{}]", vec!["{}"; MAX_NODES + 1].join(","));
+        assert!(Ttlv::parse(bomb.as_bytes()).is_err_and(|e| e.0.contains("TTLV nodes")));
     }
 
     #[test]
