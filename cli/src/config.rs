@@ -181,22 +181,7 @@ impl Conf {
             std::fs::create_dir_all(dir)
                 .map_err(|e| CliError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let staged = self.path.with_extension("toml.tmp");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&staged)
-                .map_err(|e| CliError::Config(format!("cannot write {}: {e}", staged.display())))?;
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| CliError::Config(format!("cannot write {}: {e}", staged.display())))?;
-        }
-        std::fs::rename(&staged, &self.path)
+        crate::files::write_private(&self.path, text.as_bytes(), crate::files::Existing::Replace)
             .map_err(|e| CliError::Config(format!("cannot write {}: {e}", self.path.display())))
     }
 }

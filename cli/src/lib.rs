@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod kmip;
 pub mod tls;

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod files;
 pub mod hsm;
 pub mod http;
 pub mod kmip;
@@ -17,7 +18,7 @@ pub mod tcp;
 pub mod wrapping;
 
 use std::future::Future;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -126,13 +127,7 @@ async fn bind_socket(path: &Path) -> Result<UnixListener, StartError> {
         }
         std::fs::remove_file(path).map_err(|e| fail(e.to_string()))?;
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-    }
-    let listener = UnixListener::bind(path).map_err(|e| fail(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(listener)
+    files::bind_private_socket(path).map_err(|e| fail(e.to_string()))
 }
 
 pub struct App {
@@ -153,10 +148,14 @@ impl App {
         let keys = load_wrappers(flags)?;
         let url = flags.database_url();
         if url.starts_with("sqlite") {
-            std::fs::create_dir_all(&flags.data_dir).map_err(|e| StartError::Socket {
-                path: flags.data_dir.display().to_string(),
+            let private = |path: &Path, e: std::io::Error| StartError::Socket {
+                path: path.display().to_string(),
                 reason: e.to_string(),
-            })?;
+            };
+            files::private_dir(&flags.data_dir).map_err(|e| private(&flags.data_dir, e))?;
+            if let Some(db) = files::sqlite_path(&url) {
+                files::private_database(&db).map_err(|e| private(&db, e))?;
+            }
         }
         let store = store::Store::open(&url, flags.database_max_connections).await?;
         let registry = Registry::new();

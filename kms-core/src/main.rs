@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("KMS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(kms_common::log::EscapedStderr);
     match flags.log_format.as_str() {
         "json" => builder.json().flatten_event(true).init(),
         "text" => builder.with_ansi(false).init(),

@@ -56,7 +56,7 @@ pub fn load(file: Option<&Path>, dev: bool, data_dir: &Path) -> Result<MasterKey
                     path: path.display().to_string(),
                     source,
                 };
-                std::fs::create_dir_all(data_dir).map_err(create)?;
+                crate::files::private_dir(data_dir).map_err(create)?;
                 let key =
                     random(32).map_err(|_| MasterKeyError::Format(path.display().to_string()))?;
                 let mut f = std::fs::OpenOptions::new()

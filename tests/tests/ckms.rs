@@ -255,11 +255,42 @@ async fn every_command_through_the_stack() -> Result<()> {
         &sealed.display().to_string(),
     ])?;
     assert_eq!(std::fs::read(&opened)?, b"the quarterly numbers");
+    // An existing output is never overwritten without --force, nor written through a link.
+    let victim = ckms.path("victim.txt");
+    std::fs::write(&victim, b"precious")?;
+    std::fs::remove_file(&opened)?;
+    std::os::unix::fs::symlink(&victim, &opened)?;
+    let decrypt_again = [
+        "sym",
+        "decrypt",
+        "-k",
+        &key,
+        "-a",
+        "0a0b0c",
+        "-o",
+        &opened.display().to_string(),
+        &sealed.display().to_string(),
+    ];
+    let refused = ckms.fails(&decrypt_again)?;
+    assert!(refused.contains("--force"), "{refused}");
+    let mut forced = decrypt_again.to_vec();
+    forced.push("--force");
+    ckms.json(&forced)?;
+    assert_eq!(
+        std::fs::read(&victim)?,
+        b"precious",
+        "decrypt wrote through a symlink"
+    );
+    assert_eq!(std::fs::read(&opened)?, b"the quarterly numbers");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&opened)?.permissions());
+    assert_eq!(mode & 0o777, 0o600, "decrypted data readable by others");
+    // Without the additional data, decryption fails (and writes nothing).
     ckms.fails(&[
         "sym",
         "decrypt",
         "-k",
         &key,
+        "--force",
         "-o",
         &opened.display().to_string(),
         &sealed.display().to_string(),

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+
+use crate::files::{Existing, write_private};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Subcommand, ValueEnum};
@@ -149,6 +151,9 @@ pub struct CryptArgs {
     /// Encrypt here under a fresh data key wrapped by the KMS key (any file size)
     #[arg(long)]
     pub envelope: bool,
+    /// Overwrite the output file if it exists (decrypt refuses to otherwise)
+    #[arg(long)]
+    pub force: bool,
     /// The file to read
     pub file: PathBuf,
 }
@@ -157,9 +162,21 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError::io(&format!("cannot read {}", path.display()), e))
 }
 
-fn write(path: &Path, data: &[u8]) -> Result<(), CliError> {
-    std::fs::write(path, data)
-        .map_err(|e| CliError::io(&format!("cannot write {}", path.display()), e))
+/// Writes an output file (see [`crate::files`]): replaced when `replace`, else refused when
+/// it exists.
+fn write(path: &Path, data: &[u8], replace: bool) -> Result<(), CliError> {
+    let existing = if replace {
+        Existing::Replace
+    } else {
+        Existing::Keep
+    };
+    write_private(path, data, existing).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => CliError::Usage(format!(
+            "{} exists: pass --force to overwrite it",
+            path.display()
+        )),
+        _ => CliError::io(&format!("cannot write {}", path.display()), e),
+    })
 }
 
 fn random<const N: usize>() -> Result<[u8; N], CliError> {
@@ -224,18 +241,17 @@ async fn keys(kms: &Kms, command: KeysCommand) -> Result<Outcome, CliError> {
                     })?;
                     let text = serde_json::to_string_pretty(node)
                         .map_err(|e| CliError::Protocol(e.to_string()))?;
-                    write(&file, text.as_bytes())?;
+                    write(&file, text.as_bytes(), true)?;
                 }
                 KeyFormat::Raw => {
                     let key = Zeroizing::new(kmip::key_material(&response)?);
-                    write(&file, &key)?;
+                    write(&file, &key, true)?;
                 }
                 KeyFormat::Base64 => {
                     let key = Zeroizing::new(kmip::key_material(&response)?);
-                    write(&file, Zeroizing::new(B64.encode(&*key)).as_bytes())?;
+                    write(&file, Zeroizing::new(B64.encode(&*key)).as_bytes(), true)?;
                 }
             }
-            restrict(&file)?;
             Ok(Outcome::new(
                 format!("The key {uid} was exported to {}", file.display()),
                 json!({"unique_identifier": uid, "file": file}),
@@ -331,12 +347,6 @@ async fn keys(kms: &Kms, command: KeysCommand) -> Result<Outcome, CliError> {
 }
 
 /// Exported key files are readable by their owner only.
-fn restrict(path: &Path) -> Result<(), CliError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| CliError::io(&format!("cannot restrict {}", path.display()), e))
-}
-
 fn aad(args: &CryptArgs) -> Result<Option<Vec<u8>>, CliError> {
     args.authentication_data
         .as_deref()
@@ -425,7 +435,7 @@ async fn encrypt(kms: &Kms, args: CryptArgs) -> Result<Outcome, CliError> {
         let (nonce, ciphertext, tag) = kms_encrypt(kms, &id, &data, aad.as_deref()).await?;
         [nonce, ciphertext, tag].concat()
     };
-    write(&output, &sealed)?;
+    write(&output, &sealed, true)?;
     Ok(Outcome::new(
         format!("The encrypted file is available at {}", output.display()),
         json!({"output_file": output, "envelope": args.envelope, "bytes": sealed.len()}),
@@ -446,6 +456,12 @@ async fn decrypt(kms: &Kms, args: CryptArgs) -> Result<Outcome, CliError> {
             }
         }
     });
+    if !args.force && std::fs::symlink_metadata(&output).is_ok() {
+        return Err(CliError::Usage(format!(
+            "{} exists: pass --force to overwrite it",
+            output.display()
+        )));
+    }
     let envelope = sealed.starts_with(ENVELOPE_MAGIC);
     let plain = if envelope {
         let header = ENVELOPE_MAGIC.len() + 4;
@@ -487,7 +503,7 @@ async fn decrypt(kms: &Kms, args: CryptArgs) -> Result<Outcome, CliError> {
     } else {
         kms_decrypt(kms, &id, &sealed, aad.as_deref()).await?
     };
-    write(&output, &plain)?;
+    write(&output, &plain, args.force)?;
     Ok(Outcome::new(
         format!("The decrypted file is available at {}", output.display()),
         json!({"output_file": output, "envelope": envelope, "bytes": plain.len()}),

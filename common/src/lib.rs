@@ -1,0 +1,3 @@
+//! What kms-proxy and kms-core share, written once.
+
+pub mod log;
