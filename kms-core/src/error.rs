@@ -113,6 +113,7 @@ impl From<crate::hsm::HsmError> for KmsError {
     fn from(e: crate::hsm::HsmError) -> Self {
         match e {
             crate::hsm::HsmError::Unavailable(reason) => KmsError::Unavailable(reason),
+            crate::hsm::HsmError::Refused(reason) => KmsError::InvalidRequest(reason),
             other => KmsError::Internal(other.to_string()),
         }
     }

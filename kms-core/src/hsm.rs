@@ -63,6 +63,9 @@ pub enum HsmError {
     Unavailable(String),
     #[error("HSM operation failed: {0}")]
     Operation(String),
+    /// A request the HSM cannot honour because of what it asks (a client fault, 422).
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub struct Hsm {
@@ -361,13 +364,13 @@ impl Hsm {
     /// Generates a resident AES key inside the HSM (see [`generate_aes`]).
     pub fn create_key(&self, label: &str, bits: u64) -> Result<(), HsmError> {
         if label == self.kek.as_ref().map_or("", |(l, _)| l.as_str()) {
-            return Err(HsmError::Operation(format!(
-                "{label:?} is the key-encryption key"
+            return Err(HsmError::Refused(format!(
+                "the label {label:?} is the HSM's key-encryption key; choose another label"
             )));
         }
         let handle = self.with_session(|session| {
             if !find_key(session, label)?.is_empty() {
-                return Err(HsmError::Operation(format!(
+                return Err(HsmError::Refused(format!(
                     "a key labelled {label:?} already exists in the HSM"
                 )));
             }

@@ -420,7 +420,16 @@ async fn reference_errors(stack: &Stack) -> Result<()> {
                 .unwrap_or(0),
             "{name}: {text}"
         );
-        assert_eq!(text, expected, "{name}");
+        if name == "Invalid hex in ByteString" {
+            // On purpose unlike the reference: the bad value (maybe key material) is not echoed.
+            assert!(
+                text.starts_with("Invalid Request: Invalid value for a ByteString")
+                    && !text.contains("XYZ"),
+                "{name}: {text}"
+            );
+        } else {
+            assert_eq!(text, expected, "{name}");
+        }
         checked += 1;
     }
     assert_eq!(checked, stateless.len());

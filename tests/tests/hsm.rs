@@ -328,6 +328,26 @@ async fn keys_that_live_in_the_hsm() -> Result<()> {
         status != 200 && text.contains("already exist"),
         "{status} {text}"
     );
+    // The label of the key-encryption key, and look-alikes of the prefix: 422, never a 500
+    // and never a software key.
+    let (status, text) = stack
+        .kmip(&create(&format!("hsm::{}::kms-kek", hsm.slot)))
+        .await?;
+    assert!(
+        status == 422 && text.contains("key-encryption key"),
+        "{status} {text}"
+    );
+    for look_alike in [
+        format!("HSM::{}::x", hsm.slot),
+        format!(" hsm::{}::x", hsm.slot),
+    ] {
+        let (status, text) = stack.kmip(&create(&look_alike)).await?;
+        assert!(
+            status == 422
+                && (text.contains("looks like an HSM key") || text.contains("whitespace")),
+            "{status} {text}"
+        );
+    }
     let (status, text) = stack.kmip(&create("hsm::999::x")).await?;
     assert!(
         status == 422 && text.contains(&format!("hsm::{}::", hsm.slot)),
@@ -438,9 +458,12 @@ async fn keys_that_live_in_the_hsm() -> Result<()> {
         .await?;
     let (status, _) = stack.decrypt(&id, &sealed).await?;
     assert_ne!(status, 200, "a destroyed HSM key still decrypts");
-    // The label is free in the HSM again (Create refuses a label the HSM still holds), and the
-    // new key is another key: the old ciphertext does not open with it.
-    stack.ok(&create(&id)).await?;
-    assert_eq!(stack.decrypt(&id, &sealed).await?.0, 422);
+    // The uid stays retired: nobody can create a key under it again (the HSM object is gone,
+    // as the failed decrypt above shows).
+    let (status, text) = stack.kmip(&create(&id)).await?;
+    assert!(
+        status == 422 && text.contains("never reused"),
+        "{status} {text}"
+    );
     Ok(())
 }
