@@ -415,7 +415,7 @@ mod tests {
 
     #[test]
     fn bounds_nodes_and_depth_before_parsing() {
-        let wide = format!("[{}]", vec![r#"{"tag":"a","value":"{[\""}"#; 11].join(","));
+        let wide = format!("[{}]", [r#"{"tag":"a","value":"{[\""}"#; 11].join(","));
         assert_eq!(check_shape(wide.as_bytes(), 11, 4), Ok(()));
         assert!(check_shape(wide.as_bytes(), 10, 4).is_err_and(|e| e.0.contains("10 TTLV")));
         let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
