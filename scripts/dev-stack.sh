@@ -13,7 +13,7 @@ profile=${KMS_STACK_PROFILE:-release}
 # The workspace's binaries together: the same feature set as the test command's build, so a
 # debug stack after `bash tests/run.sh` compiles nothing.
 if [ "$profile" = release ]; then cargo build --release -q --workspace --bins; else cargo build -q --workspace --bins; fi
-bin=target/$profile
+bin=${CARGO_TARGET_DIR:-target}/$profile
 mkdir -p "$dir" && chmod 700 "$dir"
 if [ ! -s "$dir/dev-tls.crt" ] || [ ! -s "$dir/dev-tls.key" ]; then
   command -v openssl >/dev/null || { echo "dev-stack: openssl is needed for the development certificate: apt-get install -y openssl" >&2; exit 1; }
