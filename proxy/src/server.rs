@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, PeerCertificate, mtls};
+use crate::auth::{Authenticator, PeerCertificate};
 use crate::body::ProxyBody;
 use crate::config::Limits;
 use crate::error::ProxyError;
@@ -324,7 +324,7 @@ async fn serve_connection(
                     // Verified by rustls against the authority bundle; read the user once.
                     certificate = match tls.get_ref().1.peer_certificates() {
                         Some([leaf, ..]) => {
-                            PeerCertificate::Verified(mtls::user_from_certificate(leaf))
+                            PeerCertificate::Verified(shared.authenticator.certificate_user(leaf))
                         }
                         _ => PeerCertificate::Absent,
                     };

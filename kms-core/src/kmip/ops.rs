@@ -805,8 +805,9 @@ impl Kms {
                 }
             }
         }
-        let by_tags = matches!(target(id)?, Target::Tags(_));
-        let candidates = match target(id)? {
+        let target = target(id)?;
+        let by_tags = matches!(target, Target::Tags(_));
+        let candidates = match target {
             Target::Uid(uid) => self.store.load(&uid).await?.into_iter().collect::<Vec<_>>(),
             Target::Tags(tags) => {
                 let mut all = Vec::new();

@@ -353,16 +353,7 @@ impl Store {
                 });
             }
             Some(_) => {
-                for statement in [
-                    "DELETE FROM grants WHERE uid = $1",
-                    "DELETE FROM object_tags WHERE uid = $1",
-                    "DELETE FROM objects WHERE uid = $1",
-                ] {
-                    sqlx::query(statement)
-                        .bind(&o.uid)
-                        .execute(&mut **tx)
-                        .await?;
-                }
+                Self::delete_in(tx, &o.uid).await?;
                 Self::insert_in(tx, o).await?;
             }
             None => Self::create_in(tx, o).await?,
@@ -449,7 +440,16 @@ impl Store {
     /// Removes an object, its tags and its grants; its uid stays retired (never reused).
     pub async fn remove(&self, uid: &str) -> Result<(), StoreError> {
         let mut w = self.write().await?;
-        let tx = &mut w.tx;
+        Self::delete_in(&mut w.tx, uid).await?;
+        w.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes an object's row, tags and grants (not its uid, which stays taken).
+    async fn delete_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        uid: &str,
+    ) -> Result<(), StoreError> {
         for statement in [
             "DELETE FROM object_tags WHERE uid = $1",
             "DELETE FROM grants WHERE uid = $1",
@@ -457,7 +457,6 @@ impl Store {
         ] {
             sqlx::query(statement).bind(uid).execute(&mut **tx).await?;
         }
-        w.tx.commit().await?;
         Ok(())
     }
 

@@ -104,13 +104,9 @@ impl ApiTokenVerifier {
         identity: &Identity,
         method: Method,
         path: &str,
-        body: &serde_json::Value,
+        body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, Unusable> {
-        let body = if method == Method::GET {
-            bytes::Bytes::new()
-        } else {
-            body.to_string().into()
-        };
+        let body = body.map_or_else(bytes::Bytes::new, |b| b.to_string().into());
         match forwarder.call_as(identity, method, path, body).await {
             Ok((status, body)) if status.is_success() => serde_json::from_slice(&body)
                 .map_err(|_| Unusable::Refused(format!("{path}: the answer is not JSON"))),
@@ -129,7 +125,6 @@ impl ApiTokenVerifier {
         forwarder: &Forwarder,
         identity: &Identity,
     ) -> Result<Zeroizing<String>, Unusable> {
-        let none = serde_json::Value::Null;
         // Only the owner may list a key's grants: a key someone else created under this uid
         // (after the real one was removed) is refused here.
         self.call(
@@ -137,7 +132,7 @@ impl ApiTokenVerifier {
             identity,
             Method::GET,
             &format!("/access/list/{}", self.uid),
-            &none,
+            None,
         )
         .await
         .map_err(|e| match e {
@@ -154,8 +149,8 @@ impl ApiTokenVerifier {
                 identity,
                 Method::POST,
                 "/kmip/2_1",
-                &serde_json::json!({"tag": "GetAttributes", "value": [uid,
-                    {"tag": "AttributeReference", "type": "Enumeration", "value": "State"}]}),
+                Some(serde_json::json!({"tag": "GetAttributes", "value": [uid,
+                    {"tag": "AttributeReference", "type": "Enumeration", "value": "State"}]})),
             )
             .await?;
         let state = find(&attributes, "State").and_then(|s| s["value"].as_str());
@@ -171,7 +166,7 @@ impl ApiTokenVerifier {
                 identity,
                 Method::POST,
                 "/kmip/2_1",
-                &serde_json::json!({"tag": "Get", "value": [uid]}),
+                Some(serde_json::json!({"tag": "Get", "value": [uid]})),
             )
             .await?;
         let key = key_material(&got).ok_or_else(|| {

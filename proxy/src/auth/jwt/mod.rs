@@ -39,6 +39,8 @@ struct Provider {
 
 pub struct JwtVerifier {
     providers: Vec<Provider>,
+    /// Names equal to it are refused ([`crate::identity::check_user_name`]).
+    default_user: String,
     cache: TokenCache,
     refresh_interval: Duration,
 }
@@ -138,6 +140,7 @@ impl Provider {
         &self,
         claims: &Map<String, Value>,
         now: u64,
+        default_user: &str,
     ) -> Result<(Identity, u64), Reason> {
         let c = &self.config;
         let skew = c.clock_skew_leeway;
@@ -188,8 +191,11 @@ impl Provider {
         if claim == "email" && email_unverified(claims) {
             return Err("email not verified");
         }
+        // The claim itself must be canonical (a prefix must not hide a leading space), then
+        // the whole name must pass the one rule; checked once, before the token is cached.
         crate::identity::check_canonical(user)?;
         let user = format!("{}{user}", c.user_prefix);
+        crate::identity::check_user_name(&user, default_user)?;
         let mut mapped = Vec::new();
         for (claim, header) in &c.claim_headers {
             if let Some(value) = claims.get(claim).and_then(claim_value) {
@@ -206,7 +212,11 @@ impl Provider {
 }
 
 impl JwtVerifier {
-    pub fn new(config: &JwtConfig, metrics: (IntCounterVec, IntGaugeVec)) -> Result<Self, String> {
+    pub fn new(
+        config: &JwtConfig,
+        default_user: &str,
+        metrics: (IntCounterVec, IntGaugeVec),
+    ) -> Result<Self, String> {
         let providers = config
             .providers
             .iter()
@@ -229,6 +239,7 @@ impl JwtVerifier {
         }
         Ok(Self {
             providers,
+            default_user: default_user.to_owned(),
             cache: TokenCache::new(config.cache_size),
             refresh_interval: config.refresh_interval,
         })
@@ -303,7 +314,7 @@ impl JwtVerifier {
         let key = candidates
             .find(|k| jsonwebtoken::crypto::verify(s, message.as_bytes(), &k.key, alg) == Ok(true))
             .ok_or("bad signature")?;
-        let (identity, exp) = provider.check_claims(&claims, now)?;
+        let (identity, exp) = provider.check_claims(&claims, now, &self.default_user)?;
         self.cache
             .insert(digest, identity.clone(), exp, index, key.fingerprint, now);
         Ok(identity)
