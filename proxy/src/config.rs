@@ -507,6 +507,15 @@ pub fn load(flags: &Flags) -> Result<RawConfig, ConfigError> {
     Ok(figment.extract()?)
 }
 
+/// The configuration a TOML text alone gives (defaults underneath): what `--config FILE`
+/// gives without environment or flags. The fuzzer's entry point into the config loader.
+pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string(text))
+        .extract()?;
+    Config::try_from(raw)
+}
+
 /// Where the proxy sends requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
@@ -864,6 +873,15 @@ impl TryFrom<RawConfig> for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_text_alone() {
+        let config = from_toml("upstream = \"unix:/run/kms.sock\"\ninsecure_http = true\n");
+        assert!(config.is_ok_and(|c| c.upstream == Upstream::Unix("/run/kms.sock".into())));
+        let unknown = from_toml("upstream = \"unix:/x\"\ninsecure_http = true\nupsteam = 1\n");
+        assert!(unknown.is_err_and(|e| e.to_string().contains("upsteam")));
+        assert!(from_toml("port = \"x\"").is_err());
+    }
 
     #[test]
     fn upstream_forms() {

@@ -134,6 +134,45 @@ fn email_unverified(claims: &Map<String, Value>) -> bool {
     }
 }
 
+/// A token taken apart before any key is involved.
+pub struct Unverified<'a> {
+    pub header: Map<String, Value>,
+    /// The header's `alg`, never `none` or HMAC.
+    pub alg: Algorithm,
+    pub claims: Map<String, Value>,
+    /// `header.payload`, what the signature covers.
+    pub message: &'a str,
+    /// The third part, base64url.
+    pub signature: &'a str,
+}
+
+/// Splits and decodes a compact JWS: size, three parts, JSON header and claims, an algorithm
+/// that is neither `none` nor HMAC, no `crit`. The fuzzer's entry point into token parsing.
+pub fn parse_unverified(token: &str) -> Result<Unverified<'_>, Reason> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err("token too large");
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("malformed token");
+    };
+    let header = decode_json(h)?;
+    let alg = header_algorithm(&header)?;
+    if header.contains_key("crit") {
+        return Err("unknown critical header");
+    }
+    let claims = decode_json(p)?;
+    Ok(Unverified {
+        header,
+        alg,
+        claims,
+        message: &token[..h.len() + 1 + p.len()],
+        signature,
+    })
+}
+
 impl Provider {
     /// The time, audience and user checks, after the signature: the identity and `exp`.
     fn check_claims(
@@ -264,18 +303,13 @@ impl JwtVerifier {
         if let Some(identity) = self.cache.get(&digest, now) {
             return Ok(identity);
         }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err("malformed token");
-        };
-        let header = decode_json(h)?;
-        let alg = header_algorithm(&header)?;
-        if header.contains_key("crit") {
-            return Err("unknown critical header");
-        }
-        let claims = decode_json(p)?;
+        let Unverified {
+            header,
+            alg,
+            claims,
+            message,
+            signature,
+        } = parse_unverified(token)?;
         let issuer = claims
             .get("iss")
             .and_then(Value::as_str)
@@ -294,7 +328,6 @@ impl JwtVerifier {
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err("malformed token"),
         };
-        let message = &token[..h.len() + 1 + p.len()];
         let mut keys = provider.keys.keys();
         if let Some(kid) = kid
             && !keys.has_kid(kid)
@@ -312,7 +345,9 @@ impl JwtVerifier {
             return Err("unknown signing key");
         }
         let key = candidates
-            .find(|k| jsonwebtoken::crypto::verify(s, message.as_bytes(), &k.key, alg) == Ok(true))
+            .find(|k| {
+                jsonwebtoken::crypto::verify(signature, message.as_bytes(), &k.key, alg) == Ok(true)
+            })
             .ok_or("bad signature")?;
         let (identity, exp) = provider.check_claims(&claims, now, &self.default_user)?;
         self.cache
