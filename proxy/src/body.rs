@@ -24,9 +24,12 @@ pub enum BodyFault {
     TooLarge = 1,
     #[error("no body data within the configured timeout")]
     Timeout = 2,
+    /// The body could not be read as sent (e.g. a chunk size that is not hexadecimal).
+    #[error("malformed body")]
+    Malformed = 3,
 }
 
-/// Records the fault of a request body, so the forwarder can tell a client fault (413/408)
+/// Records the fault of a request body, so the forwarder can tell a client fault (413/408/400)
 /// from an upstream fault when the upstream call fails.
 #[derive(Debug, Clone, Default)]
 pub struct FaultCell(Arc<AtomicU8>);
@@ -40,6 +43,7 @@ impl FaultCell {
         match self.0.load(Ordering::Relaxed) {
             1 => Some(BodyFault::TooLarge),
             2 => Some(BodyFault::Timeout),
+            3 => Some(BodyFault::Malformed),
             _ => None,
         }
     }
@@ -104,6 +108,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 *this.waiting = false;
+                this.fault.set(BodyFault::Malformed);
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {

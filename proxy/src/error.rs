@@ -112,3 +112,15 @@ pub enum StartError {
     #[error("JWT: {0}")]
     Jwt(String),
 }
+
+/// A request body's fault is the client's: the status it gets.
+impl From<crate::body::BodyFault> for ProxyError {
+    fn from(fault: crate::body::BodyFault) -> Self {
+        use crate::body::BodyFault;
+        match fault {
+            BodyFault::TooLarge => Self::BodyTooLarge,
+            BodyFault::Timeout => Self::BodyTimeout,
+            BodyFault::Malformed => Self::BadRequest,
+        }
+    }
+}

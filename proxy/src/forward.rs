@@ -23,7 +23,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::body::{BodyFault, FaultCell, GuardedBody, ProxyBody};
+use crate::body::{FaultCell, GuardedBody, ProxyBody};
 use crate::config::{Config, Limits, Upstream};
 use crate::error::{ProxyError, UpstreamErrorKind};
 use crate::identity::{Identity, IdentityHeaders};
@@ -401,8 +401,7 @@ impl Forwarder {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 return Err(match fault.get() {
-                    Some(BodyFault::TooLarge) => ProxyError::BodyTooLarge,
-                    Some(BodyFault::Timeout) => ProxyError::BodyTimeout,
+                    Some(fault) => fault.into(),
                     None => {
                         tracing::warn!(error = %e, "upstream request failed");
                         classify(&e)
@@ -410,11 +409,7 @@ impl Forwarder {
                 });
             }
             Err(_elapsed) => {
-                return Err(match fault.get() {
-                    Some(BodyFault::TooLarge) => ProxyError::BodyTooLarge,
-                    Some(BodyFault::Timeout) => ProxyError::BodyTimeout,
-                    None => ProxyError::UpstreamTimeout,
-                });
+                return Err(fault.get().map_or(ProxyError::UpstreamTimeout, Into::into));
             }
         };
         let (mut parts, body) = response.into_parts();
