@@ -47,7 +47,12 @@ async fn api_tokens_follow_the_key_in_the_core() -> Result<()> {
 
     // One character off, JWT-shaped, another scheme, none: 401 with WWW-Authenticate, no fall-through.
     let mut off = token.clone().into_bytes();
-    off[5] = if off[5] == b'A' { b'B' } else { b'A' };
+    // Another letter, not another case: tokens compare case-insensitively.
+    off[5] = if off[5].eq_ignore_ascii_case(&b'A') {
+        b'B'
+    } else {
+        b'A'
+    };
     let off = String::from_utf8(off)?;
     let jwt_shaped = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
     for (name, header) in [

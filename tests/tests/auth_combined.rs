@@ -56,7 +56,12 @@ async fn every_combination_of_credentials() -> Result<()> {
     let jwt = idp.machine_token().await?;
     let bad_jwt = format!("{}x", &jwt[..jwt.len() - 1]);
     let mut off = api_token.clone().into_bytes();
-    off[3] = if off[3] == b'A' { b'B' } else { b'A' };
+    // Another letter, not another case: tokens compare case-insensitively.
+    off[3] = if off[3].eq_ignore_ascii_case(&b'A') {
+        b'B'
+    } else {
+        b'A'
+    };
     let bad_api_token = String::from_utf8(off)?;
     let dotted_api_token = format!("{api_token}.");
     let carol = stack.pki.client("carol", "carol")?;
