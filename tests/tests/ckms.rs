@@ -243,7 +243,8 @@ async fn every_command_through_the_stack() -> Result<()> {
     ])?;
     assert_eq!(std::fs::metadata(&sealed)?.len(), 12 + 21 + 16);
     let opened = ckms.path("notes.opened");
-    ckms.json(&[
+    let (opened_arg, sealed_arg) = (opened.display().to_string(), sealed.display().to_string());
+    let decrypt_to_opened = [
         "sym",
         "decrypt",
         "-k",
@@ -251,29 +252,19 @@ async fn every_command_through_the_stack() -> Result<()> {
         "-a",
         "0a0b0c",
         "-o",
-        &opened.display().to_string(),
-        &sealed.display().to_string(),
-    ])?;
+        &opened_arg,
+        &sealed_arg,
+    ];
+    ckms.json(&decrypt_to_opened)?;
     assert_eq!(std::fs::read(&opened)?, b"the quarterly numbers");
     // An existing output is never overwritten without --force, nor written through a link.
     let victim = ckms.path("victim.txt");
     std::fs::write(&victim, b"precious")?;
     std::fs::remove_file(&opened)?;
     std::os::unix::fs::symlink(&victim, &opened)?;
-    let decrypt_again = [
-        "sym",
-        "decrypt",
-        "-k",
-        &key,
-        "-a",
-        "0a0b0c",
-        "-o",
-        &opened.display().to_string(),
-        &sealed.display().to_string(),
-    ];
-    let refused = ckms.fails(&decrypt_again)?;
+    let refused = ckms.fails(&decrypt_to_opened)?;
     assert!(refused.contains("--force"), "{refused}");
-    let mut forced = decrypt_again.to_vec();
+    let mut forced = decrypt_to_opened.to_vec();
     forced.push("--force");
     ckms.json(&forced)?;
     assert_eq!(
