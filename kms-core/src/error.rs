@@ -44,9 +44,18 @@ pub enum KmsError {
     Internal(String),
     #[error("Service_Unavailable: {0}")]
     Unavailable(String),
+    /// A valid request for something this server does not implement (a field, a value, a
+    /// filter): refused by name, never ignored.
+    #[error("Feature_Not_Supported: {0}")]
+    NotSupported(String),
+    /// The object is `Sensitive`: its material is never returned.
+    #[error("Sensitive: DENIED")]
+    Sensitive,
 }
 
 impl KmsError {
+    /// The one error -> HTTP status map (every variant named: no catch-all). KMIP failures
+    /// are 422 as on the reference server.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UnknownOperation(_) => StatusCode::NOT_FOUND,
@@ -56,7 +65,19 @@ impl KmsError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ObjectNotFound(_)
+            | Self::ItemNotFound(_)
+            | Self::KeyNotFound(_)
+            | Self::InvalidRequest(_)
+            | Self::Codec(_)
+            | Self::WrongState(_)
+            | Self::ObjectDestroyed
+            | Self::PermissionDenied(_)
+            | Self::Crypto(_)
+            | Self::Database(_)
+            | Self::PlaceholderId
+            | Self::NotSupported(_)
+            | Self::Sensitive => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -75,7 +96,15 @@ impl KmsError {
             Self::Crypto(_) => "Cryptographic_Failure",
             Self::Codec(_) => "Codec_Error",
             Self::UnknownOperation(_) => "Operation_Not_Supported",
-            _ => "Invalid_Message",
+            Self::NotSupported(_) => "Feature_Not_Supported",
+            Self::Sensitive => "Sensitive",
+            Self::InvalidRequest(_)
+            | Self::Database(_)
+            | Self::PlaceholderId
+            | Self::Json(_)
+            | Self::TooLarge(_)
+            | Self::Internal(_)
+            | Self::Unavailable(_) => "Invalid_Message",
         };
         let message = text
             .split_once(": ")
@@ -104,6 +133,15 @@ impl From<crate::store::StoreError> for KmsError {
                 Self::AccessDenied(format!("Import: {e}"))
             }
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::crypto::CryptoError> for KmsError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        match e {
+            crate::crypto::CryptoError::Random => Self::Internal(e.to_string()),
+            other => Self::Crypto(format!("CRYPTO: error: {other}")),
         }
     }
 }

@@ -13,8 +13,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::acl::{self, Access};
 use crate::error::KmsError;
-use crate::kmip::ops::Kms;
+use crate::kmip::kms::Kms;
+use crate::kmip::operation::Operation;
 use crate::kmip::ttlv::Ttlv;
 use crate::metrics::Metrics;
 
@@ -33,33 +35,6 @@ pub struct AppState {
 pub const LARGE_BODY: usize = 1024 * 1024;
 /// How long a large request waits for a permit before a 503.
 const LARGE_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The operation names a grant may carry (the reference's list: no underscores).
-const OPERATIONS: [&str; 23] = [
-    "create",
-    "certify",
-    "decrypt",
-    "derivekey",
-    "destroy",
-    "encrypt",
-    "export",
-    "get",
-    "getattributes",
-    "hash",
-    "import",
-    "locate",
-    "mac",
-    "revoke",
-    "rekey",
-    "sign",
-    "signatureverify",
-    "validate",
-    "setattribute",
-    "modifyattribute",
-    "addattribute",
-    "deleteattribute",
-    "activate",
-];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,21 +200,20 @@ async fn kmip(
     let (body, _permit) = read_body(state, request.into_body(), state.max_body_size).await?;
     let ttlv = Ttlv::parse(&body).map_err(|e| KmsError::InvalidRequest(e.0))?;
     drop(body);
-    let operation = ttlv.tag.clone();
     let started = Instant::now();
-    let result = state.kms.execute(user, &ttlv).await;
-    let outcome = match &result {
+    let outcome = state.kms.execute(user, &ttlv).await;
+    let label = outcome.label;
+    let result = outcome.result;
+    let status = match &result {
         Ok(_) => "success",
         Err(e) => e.outcome(),
     };
-    state
-        .metrics
-        .observe(&operation, outcome, started.elapsed());
+    state.metrics.observe(label, status, started.elapsed());
     match result {
-        Ok(mut done) => {
-            let done = done.remove(0);
-            if operation != "RequestMessage" {
-                tracing::info!(target: "audit", user, operation = %operation, uid = %done.uid, outcome, "kmip");
+        Ok(done) => {
+            // A batch's items are audited one by one.
+            if outcome.operation.is_some() {
+                tracing::info!(target: "audit", user, operation = label, uid = %done.uid, outcome = status, "kmip");
             }
             Ok(respond(
                 StatusCode::OK,
@@ -248,18 +222,24 @@ async fn kmip(
             ))
         }
         Err(e) => {
-            tracing::info!(target: "audit", user, operation = %operation, uid = "", outcome, error = %e, "kmip");
+            tracing::info!(target: "audit", user, operation = %ttlv.tag, uid = "", outcome = status, error = %e, "kmip");
             Err(e)
         }
     }
 }
 
-async fn owner_of(state: &AppState, user: &str, uid: &str) -> Result<(), KmsError> {
-    match state.kms.store.load(uid).await? {
-        Some(o) if o.owner == user => Ok(()),
-        _ => Err(KmsError::AccessDenied(format!(
+/// Access rights of an object are managed by whoever the access rule lets do it (its owner).
+async fn may_manage(state: &AppState, user: &str, uid: &str) -> Result<(), KmsError> {
+    let allowed = match state.kms.store.load(uid).await? {
+        Some(o) => acl::check(&state.kms.store, user, &o, Access::ManageGrants).await?,
+        None => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(KmsError::AccessDenied(format!(
             "Object with uid `{uid}` is not owned by owner `{user}`"
-        ))),
+        )))
     }
 }
 
@@ -272,12 +252,13 @@ async fn access(
     let (body, _) = read_body(state, request.into_body(), 64 * 1024).await?;
     let access: AccessBody =
         serde_json::from_slice(&body).map_err(|e| KmsError::Json(e.to_string()))?;
+    let grants = Operation::grant_names();
     if let Some(bad) = access
         .operation_types
         .iter()
-        .find(|op| !OPERATIONS.contains(&op.as_str()))
+        .find(|op| !grants.contains(&op.as_str()))
     {
-        let expected: Vec<String> = OPERATIONS.iter().map(|o| format!("`{o}`")).collect();
+        let expected: Vec<String> = grants.iter().map(|o| format!("`{o}`")).collect();
         return Err(KmsError::Json(format!(
             "unknown variant `{bad}`, expected one of {}",
             expected.join(", ")
@@ -288,7 +269,7 @@ async fn access(
             "You can't grant yourself, you have already all rights on your own objects".into(),
         ));
     }
-    owner_of(state, user, &access.unique_identifier).await?;
+    may_manage(state, user, &access.unique_identifier).await?;
     let (verb, done) = if grant {
         state
             .kms
@@ -319,7 +300,7 @@ async fn access(
 }
 
 async fn list(state: &AppState, user: &str, uid: &str) -> Result<Response<CoreBody>, KmsError> {
-    owner_of(state, user, uid).await?;
+    may_manage(state, user, uid).await?;
     let grants = state.kms.store.grants_on(uid).await?;
     let body: Vec<serde_json::Value> = grants
         .into_iter()

@@ -2,6 +2,7 @@
 //! access-rights API on a Unix socket, stores keys wrapped by a master key in SQLite or
 //! PostgreSQL, and trusts the `X-KMS-User` header because only the proxy can reach it.
 
+pub mod acl;
 pub mod admin;
 pub mod config;
 pub mod crypto;
@@ -29,7 +30,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::Flags;
 use crate::http::AppState;
-use crate::kmip::ops::Kms;
+use crate::kmip::kms::Kms;
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]

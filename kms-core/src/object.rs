@@ -1,5 +1,6 @@
-//! The managed object model: a symmetric key with its state, attributes, tags and wrapped
-//! material, and the lifecycle rules of the reference (section 5).
+//! The managed object model: object types and key kinds as enums, an object with its state,
+//! attributes, tags and wrapped material, and the lifecycle rules of the reference
+//! (section 5).
 
 use std::collections::BTreeSet;
 
@@ -40,8 +41,116 @@ impl State {
         .find(|s| s.name() == name)
     }
 
+    /// The state the dates lead to at `now`: a PreActive key whose activation date has come
+    /// is Active; an Active key whose deactivation date has passed is Deactivated.
+    pub fn settled(self, activation: Option<i64>, deactivation: Option<i64>, now: i64) -> Self {
+        let mut state = self;
+        if state == Self::PreActive && activation.is_some_and(|d| d <= now) {
+            state = Self::Active;
+        }
+        if state == Self::Active && deactivation.is_some_and(|d| d <= now) {
+            state = Self::Deactivated;
+        }
+        state
+    }
+
+    /// The stored states that [`Self::settled`] can turn into `self`.
+    pub fn settling_into(self) -> &'static [Self] {
+        match self {
+            Self::Active => &[Self::PreActive, Self::Active],
+            Self::Deactivated => &[Self::PreActive, Self::Active, Self::Deactivated],
+            Self::PreActive => &[Self::PreActive],
+            Self::Compromised => &[Self::Compromised],
+            Self::Destroyed => &[Self::Destroyed],
+            Self::DestroyedCompromised => &[Self::DestroyedCompromised],
+        }
+    }
+
     pub fn is_destroyed(self) -> bool {
         matches!(self, Self::Destroyed | Self::DestroyedCompromised)
+    }
+}
+
+/// The KMIP object types. Only [`ObjectType::SymmetricKey`] can be stored today; the others
+/// are named so that a request for them is refused as "not supported", never as invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectType {
+    Certificate,
+    SymmetricKey,
+    PublicKey,
+    PrivateKey,
+    SplitKey,
+    SecretData,
+    OpaqueObject,
+    PgpKey,
+    CertificateRequest,
+}
+
+impl ObjectType {
+    pub const ALL: [Self; 9] = [
+        Self::Certificate,
+        Self::SymmetricKey,
+        Self::PublicKey,
+        Self::PrivateKey,
+        Self::SplitKey,
+        Self::SecretData,
+        Self::OpaqueObject,
+        Self::PgpKey,
+        Self::CertificateRequest,
+    ];
+
+    /// The KMIP name, as on the wire and in the `object_type` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Certificate => "Certificate",
+            Self::SymmetricKey => "SymmetricKey",
+            Self::PublicKey => "PublicKey",
+            Self::PrivateKey => "PrivateKey",
+            Self::SplitKey => "SplitKey",
+            Self::SecretData => "SecretData",
+            Self::OpaqueObject => "OpaqueObject",
+            Self::PgpKey => "PGPKey",
+            Self::CertificateRequest => "CertificateRequest",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The key format its material is stored and returned in by default.
+    pub fn default_format(self) -> &'static str {
+        match self {
+            Self::SymmetricKey | Self::SecretData => "Raw",
+            Self::OpaqueObject => "Opaque",
+            Self::Certificate => "X509",
+            _ => "Raw",
+        }
+    }
+}
+
+/// The kinds of key material this KMS generates and uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Aes,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Aes => "AES",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        (name == "AES").then_some(Self::Aes)
+    }
+
+    /// The key lengths in bits it accepts.
+    pub fn lengths(self) -> &'static [i32] {
+        match self {
+            Self::Aes => &[128, 192, 256],
+        }
     }
 }
 
@@ -61,6 +170,9 @@ pub struct Meta {
     pub revocation_reason: Option<String>,
     pub revocation_message: Option<String>,
     pub key_digest_hex: String,
+    /// Created or imported `Sensitive`: its material is never returned (Get and Export
+    /// refuse it), only used.
+    pub sensitive: bool,
 }
 
 /// One managed object as stored.
@@ -68,9 +180,9 @@ pub struct Meta {
 pub struct ManagedObject {
     pub uid: String,
     pub owner: String,
-    pub object_type: String,
+    pub object_type: ObjectType,
     pub state: State,
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     pub length_bits: i32,
     pub usage_mask: i32,
     pub activation_date: Option<i64>,
@@ -86,17 +198,17 @@ pub struct ManagedObject {
 }
 
 impl ManagedObject {
+    /// True for a key that lives in the HSM (never extractable).
+    pub fn is_resident(&self) -> bool {
+        self.wrapping == crate::wrapping::Wrapping::Resident
+    }
+
     /// Applies the time-driven transitions: a PreActive key whose activation date has come
     /// is Active; an Active key whose deactivation date has passed is Deactivated. Returns
     /// true when the state changed (the caller persists it).
     pub fn settle(&mut self, now: i64) -> bool {
         let before = self.state;
-        if self.state == State::PreActive && self.activation_date.is_some_and(|d| d <= now) {
-            self.state = State::Active;
-        }
-        if self.state == State::Active && self.deactivation_date.is_some_and(|d| d <= now) {
-            self.state = State::Deactivated;
-        }
+        self.state = before.settled(self.activation_date, self.deactivation_date, now);
         before != self.state
     }
 }
@@ -110,16 +222,20 @@ pub fn now() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key(state: State, activation: Option<i64>, deactivation: Option<i64>) -> ManagedObject {
+    pub(crate) fn key(
+        state: State,
+        activation: Option<i64>,
+        deactivation: Option<i64>,
+    ) -> ManagedObject {
         ManagedObject {
             uid: "u".into(),
             owner: "o".into(),
-            object_type: "SymmetricKey".into(),
+            object_type: ObjectType::SymmetricKey,
             state,
-            algorithm: "AES".into(),
+            algorithm: Algorithm::Aes,
             length_bits: 256,
             usage_mask: 12,
             activation_date: activation,

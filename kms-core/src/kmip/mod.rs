@@ -1,6 +1,17 @@
-//! KMIP 2.1 in JSON TTLV: the generic node codec ([`ttlv`]) and the operations ([`ops`]).
+//! KMIP 2.1 in JSON TTLV: the node codec ([`ttlv`]), typed reading of requests ([`fields`],
+//! [`attributes`], [`params`]), the one list of operations ([`operation`]), one file per
+//! operation ([`ops`]) and the dispatcher ([`kms`]).
 
+pub mod attributes;
+pub mod build;
+pub mod creation;
+pub mod fields;
+pub mod kms;
+pub mod names;
+pub mod operation;
 pub mod ops;
+pub mod params;
+pub mod resolve;
 pub mod ttlv;
 
 /// Uppercase hex, as the wire uses for byte strings.

@@ -1,0 +1,213 @@
+//! KMIP attributes both ways: the `Attributes` structure of a request read into
+//! [`RequestAttributes`] (anything this server does not implement is refused by name), and an
+//! object's attributes written in the reference's order.
+
+use std::collections::BTreeSet;
+
+use crate::error::KmsError;
+use crate::kmip::build::{boolean, bytes, date, enumeration, int, interval, long, structure, text};
+use crate::kmip::fields::{Fields, unsupported};
+use crate::kmip::ttlv::{Ttlv, decode_hex};
+use crate::object::{ManagedObject, ObjectType, State};
+
+/// What an `Attributes` structure is for: the attributes of a new object (Create, Import,
+/// Register), or the filters of a Locate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    New,
+    Filter,
+}
+
+/// The attributes of a request this server understands.
+#[derive(Debug, Default)]
+pub struct RequestAttributes<'a> {
+    pub object_type: Option<ObjectType>,
+    pub algorithm: Option<&'a str>,
+    pub length: Option<i32>,
+    pub usage_mask: Option<i32>,
+    pub activation_date: Option<i64>,
+    pub uid: Option<&'a str>,
+    pub key_format: Option<&'a str>,
+    pub sensitive: Option<bool>,
+    pub state: Option<State>,
+    pub tags: Option<BTreeSet<String>>,
+    /// The reference's vendor attribute `cosmian:wrapping_key_id`.
+    pub wrapping_key_id: Option<&'a str>,
+}
+
+/// Attributes the server maintains itself. On a new object they may be present (an object
+/// exported by this server or the reference and imported again carries them); the server's
+/// own values replace them, as KMIP makes them read-only for clients.
+const SERVER_MAINTAINED: [&str; 13] = [
+    "AlwaysSensitive",
+    "NeverExtractable",
+    "Digest",
+    "InitialDate",
+    "LastChangeDate",
+    "OriginalCreationDate",
+    "LeaseTime",
+    "RandomNumberGenerator",
+    "ShortUniqueIdentifier",
+    "RotateGeneration",
+    "RotateLatest",
+    "Fresh",
+    "State",
+];
+
+pub fn object_type(name: &str) -> Result<ObjectType, KmsError> {
+    // The name was checked against the KMIP list when read, so this only fails on a bug.
+    ObjectType::parse(name).ok_or_else(|| KmsError::Codec(format!("ObjectType {name}")))
+}
+
+/// Reads an `Attributes` structure (absent = empty).
+pub fn parse<'a>(
+    node: Option<&'a Ttlv>,
+    path: &str,
+    purpose: Purpose,
+) -> Result<RequestAttributes<'a>, KmsError> {
+    let mut out = RequestAttributes::default();
+    let Some(node) = node else {
+        return Ok(out);
+    };
+    let mut f = Fields::of(node, format!("{path}.Attributes"))?;
+    out.object_type = f.enumeration("ObjectType")?.map(object_type).transpose()?;
+    out.algorithm = f.enumeration("CryptographicAlgorithm")?;
+    out.length = f.int("CryptographicLength")?;
+    out.key_format = f.enumeration("KeyFormatType")?;
+    out.uid = f.text("UniqueIdentifier")?;
+    for attribute in f.all("Attribute") {
+        vendor_attribute(attribute, &mut out, f.path())?;
+    }
+    match purpose {
+        Purpose::New => {
+            out.usage_mask = f.int("CryptographicUsageMask")?;
+            out.activation_date = f.date("ActivationDate")?;
+            out.sensitive = f.boolean("Sensitive")?;
+            if f.boolean("Extractable")? == Some(false) {
+                return Err(unsupported(f.path(), "Extractable false"));
+            }
+            for tag in SERVER_MAINTAINED {
+                f.accept(tag);
+            }
+        }
+        Purpose::Filter => {
+            out.state = f
+                .enumeration("State")?
+                .map(|s| State::parse(s).ok_or_else(|| KmsError::Codec(format!("State {s}"))))
+                .transpose()?;
+        }
+    }
+    f.finish()?;
+    Ok(out)
+}
+
+/// One vendor `Attribute`: the reference's `cosmian` tags and wrapping key; others refused.
+fn vendor_attribute<'a>(
+    node: &'a Ttlv,
+    out: &mut RequestAttributes<'a>,
+    path: &str,
+) -> Result<(), KmsError> {
+    let mut f = Fields::of(node, format!("{path}.Attribute"))?;
+    let vendor = f.text("VendorIdentification")?.unwrap_or_default();
+    let name = f.text("AttributeName")?.unwrap_or_default();
+    let value = f.text("AttributeValue")?;
+    f.finish()?;
+    match (vendor, name) {
+        ("cosmian", "tag") => {
+            let tags: Vec<String> = serde_json::from_str(value.unwrap_or("[]")).map_err(|e| {
+                KmsError::InvalidRequest(format!("tags must be a JSON array of strings: {e}"))
+            })?;
+            out.tags = Some(tags.into_iter().collect());
+        }
+        ("cosmian", "wrapping_key_id") => out.wrapping_key_id = value,
+        (vendor, name) => {
+            return Err(unsupported(
+                path,
+                format!("the vendor attribute {vendor}:{name}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The reference's vendor attribute carrying an object's tags.
+pub fn tag_attribute(tags: &BTreeSet<String>) -> Ttlv {
+    let list: Vec<&String> = tags.iter().collect();
+    structure(
+        "Attribute",
+        vec![
+            text("VendorIdentification", "cosmian"),
+            text("AttributeName", "tag"),
+            text(
+                "AttributeValue",
+                &serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()),
+            ),
+        ],
+    )
+}
+
+/// All attributes of an object, in the reference's order (tags only when asked).
+pub fn of(o: &ManagedObject) -> Vec<Ttlv> {
+    let mut out = Vec::new();
+    if let Some(d) = o.activation_date {
+        out.push(date("ActivationDate", d));
+    }
+    out.push(boolean("AlwaysSensitive", o.meta.sensitive));
+    out.push(enumeration("CryptographicAlgorithm", o.algorithm.name()));
+    out.push(int("CryptographicLength", o.length_bits));
+    out.push(int("CryptographicUsageMask", o.usage_mask));
+    if let Some(d) = o.deactivation_date {
+        out.push(date("DeactivationDate", d));
+    }
+    if let Some(digest) = decode_hex(&o.meta.key_digest_hex).filter(|d| !d.is_empty()) {
+        out.push(structure(
+            "Digest",
+            vec![
+                enumeration("HashingAlgorithm", "SHA256"),
+                bytes("DigestValue", &digest),
+                enumeration("KeyFormatType", "Raw"),
+            ],
+        ));
+    }
+    out.push(boolean("Extractable", !o.is_resident()));
+    out.push(date("InitialDate", o.created_at));
+    out.push(enumeration("KeyFormatType", o.object_type.default_format()));
+    out.push(date("LastChangeDate", o.last_change));
+    out.push(interval("LeaseTime", 3600));
+    for link in &o.meta.links {
+        out.push(structure(
+            "Link",
+            vec![
+                enumeration("LinkType", &link.link_type),
+                text("LinkedObjectIdentifier", &link.uid),
+            ],
+        ));
+    }
+    out.push(boolean("NeverExtractable", o.is_resident()));
+    out.push(enumeration("ObjectType", o.object_type.name()));
+    out.push(date("OriginalCreationDate", o.created_at));
+    out.push(structure(
+        "RandomNumberGenerator",
+        vec![
+            enumeration("RNGAlgorithm", "ANSI_X931"),
+            enumeration("CryptographicAlgorithm", "AES"),
+            int("CryptographicLength", 256),
+        ],
+    ));
+    if let Some(generation) = o.meta.rotate_generation {
+        out.push(int("RotateGeneration", generation));
+        out.push(long("RotateInterval", 0));
+        out.push(boolean(
+            "RotateLatest",
+            o.meta
+                .links
+                .iter()
+                .all(|l| l.link_type != "ReplacementObjectLink"),
+        ));
+    }
+    out.push(boolean("Sensitive", o.meta.sensitive));
+    out.push(text("ShortUniqueIdentifier", ""));
+    out.push(enumeration("State", o.state.name()));
+    out.push(text("UniqueIdentifier", &o.uid));
+    out
+}

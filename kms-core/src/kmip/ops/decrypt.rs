@@ -1,0 +1,83 @@
+//! Decrypt with AES-GCM under a stored key (or inside the HSM for a resident key).
+
+use crate::error::KmsError;
+use crate::kmip::build::{bytes, structure, text};
+use crate::kmip::creation::{MASK_DECRYPT, MASK_UNRESTRICTED};
+use crate::kmip::fields::Fields;
+use crate::kmip::kms::{Done, Kms};
+use crate::kmip::operation::Operation;
+use crate::kmip::params::CryptoParams;
+use crate::kmip::resolve::required;
+use crate::kmip::ttlv::Ttlv;
+use crate::object::State;
+
+pub struct Request<'a> {
+    pub id: &'a str,
+    pub params: CryptoParams<'a>,
+    pub data: &'a [u8],
+    pub nonce: &'a [u8],
+    pub tag: &'a [u8],
+    pub aad: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    pub fn parse(node: &'a Ttlv) -> Result<Self, KmsError> {
+        let mut f = Fields::of(node, "Decrypt")?;
+        let id = required(f.text("UniqueIdentifier")?)?;
+        let params = CryptoParams::parse(f.structure("CryptographicParameters")?)?;
+        let data = f.bytes("Data")?;
+        let nonce = f.bytes("IVCounterNonce")?;
+        let tag = f.bytes("AuthenticatedEncryptionTag")?;
+        let aad = f
+            .bytes("AuthenticatedEncryptionAdditionalData")?
+            .unwrap_or_default();
+        f.finish()?;
+        params.require_aes_gcm("Decrypt")?;
+        let missing = |what: &str| KmsError::InvalidRequest(format!("Decrypt: missing {what}"));
+        Ok(Self {
+            id,
+            params,
+            data: data.ok_or_else(|| missing("Data"))?,
+            nonce: nonce.ok_or_else(|| missing("IVCounterNonce"))?,
+            tag: tag.ok_or_else(|| missing("AuthenticatedEncryptionTag"))?,
+            aad,
+        })
+    }
+}
+
+pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
+    let r = Request::parse(node)?;
+    let o = kms.crypto_key(user, r.id, Operation::Decrypt).await?;
+    if o.state == State::PreActive {
+        return Err(KmsError::PermissionDenied(format!(
+            "Decrypt: key {} is in state PreActive but operation requires one of [Active, Deactivated, Compromised]",
+            o.uid
+        )));
+    }
+    if o.usage_mask & (MASK_DECRYPT | MASK_UNRESTRICTED) == 0 {
+        return Err(KmsError::PermissionDenied(format!(
+            "Decrypt: key {} usage mask does not allow Decrypt",
+            o.uid
+        )));
+    }
+    let plain = if o.is_resident() {
+        let (hsm, label) = kms.hsm_key(&o.uid)?;
+        hsm.decrypt(&label, r.nonce, r.aad, r.data, r.tag)
+            .map_err(|e| match e {
+                crate::hsm::HsmError::Operation(_) => {
+                    KmsError::Crypto("CRYPTO: error: authentication failed".into())
+                }
+                other => other.into(),
+            })?
+    } else {
+        let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
+        crate::crypto::decrypt(&key, r.nonce, r.aad, r.data, r.tag)?
+    };
+    Ok(Done::new(
+        structure(
+            "DecryptResponse",
+            vec![text("UniqueIdentifier", &o.uid), bytes("Data", &plain)],
+        ),
+        o.uid,
+    ))
+}

@@ -1,0 +1,101 @@
+//! Encrypt with AES-GCM under a stored key (or inside the HSM for a resident key). The server
+//! picks the nonce; a caller-supplied one needs the decrypt right too.
+
+use crate::acl::{self, Access};
+use crate::crypto::Sealed;
+use crate::error::KmsError;
+use crate::kmip::build::{bytes, structure, text};
+use crate::kmip::creation::{MASK_ENCRYPT, MASK_UNRESTRICTED};
+use crate::kmip::fields::Fields;
+use crate::kmip::kms::{Done, Kms};
+use crate::kmip::operation::Operation;
+use crate::kmip::params::CryptoParams;
+use crate::kmip::resolve::required;
+use crate::kmip::ttlv::Ttlv;
+use crate::object::State;
+
+pub struct Request<'a> {
+    pub id: &'a str,
+    pub params: CryptoParams<'a>,
+    pub data: &'a [u8],
+    pub nonce: Option<&'a [u8]>,
+    pub aad: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    pub fn parse(node: &'a Ttlv) -> Result<Self, KmsError> {
+        let mut f = Fields::of(node, "Encrypt")?;
+        let id = required(f.text("UniqueIdentifier")?)?;
+        let params = CryptoParams::parse(f.structure("CryptographicParameters")?)?;
+        let data = f.bytes("Data")?;
+        let nonce = f.bytes("IVCounterNonce")?;
+        let aad = f
+            .bytes("AuthenticatedEncryptionAdditionalData")?
+            .unwrap_or_default();
+        f.finish()?;
+        params.require_aes_gcm("Encrypt")?;
+        let data = data.ok_or_else(|| KmsError::InvalidRequest("Encrypt: missing Data".into()))?;
+        Ok(Self {
+            id,
+            params,
+            data,
+            nonce,
+            aad,
+        })
+    }
+}
+
+pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
+    let r = Request::parse(node)?;
+    let o = kms.crypto_key(user, r.id, Operation::Encrypt).await?;
+    if o.state != State::Active {
+        return Err(KmsError::PermissionDenied(format!(
+            "Encrypt: key {} is in state {} but operation requires one of [Active]",
+            o.uid,
+            o.state.name()
+        )));
+    }
+    if o.usage_mask & (MASK_ENCRYPT | MASK_UNRESTRICTED) == 0 {
+        return Err(KmsError::PermissionDenied(format!(
+            "Encrypt: key {} usage mask does not allow Encrypt",
+            o.uid
+        )));
+    }
+    // With a nonce of its choosing, a caller who may only encrypt could re-encrypt under a
+    // nonce seen in someone's ciphertext and XOR the keystream out (GCM is CTR mode): a
+    // caller-supplied nonce is accepted only from a caller who may also decrypt.
+    if r.nonce.is_some()
+        && !acl::check(&kms.store, user, &o, Access::Run(Operation::Decrypt)).await?
+    {
+        return Err(KmsError::Forbidden(format!(
+            "Encrypt: a caller-supplied IVCounterNonce needs the decrypt right on key {}; \
+             leave it out and the server picks a fresh random nonce",
+            o.uid
+        )));
+    }
+    let sealed = if o.is_resident() {
+        let (hsm, label) = kms.hsm_key(&o.uid)?;
+        let sealed = hsm.encrypt(&label, r.nonce, r.aad, r.data)?;
+        Sealed {
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
+            tag: sealed
+                .tag
+                .as_slice()
+                .try_into()
+                .map_err(|_| KmsError::Internal("HSM tag length".into()))?,
+        }
+    } else {
+        let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
+        crate::crypto::encrypt(&key, r.nonce, r.aad, r.data)?
+    };
+    let mut children = vec![
+        text("UniqueIdentifier", &o.uid),
+        bytes("Data", &sealed.ciphertext),
+    ];
+    if r.nonce.is_none() {
+        children.push(bytes("IVCounterNonce", &sealed.nonce));
+    }
+    children.push(bytes("AuthenticatedEncryptionTag", &sealed.tag));
+    Ok(Done::new(structure("EncryptResponse", children), o.uid))
+}

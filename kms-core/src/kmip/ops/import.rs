@@ -1,0 +1,215 @@
+//! Import: a symmetric key given in clear (raw bytes or a transparent key), stored wrapped by
+//! the active key-encryption key; `ReplaceExisting` replaces a key the caller owns.
+
+use std::collections::BTreeSet;
+
+use zeroize::Zeroizing;
+
+use crate::error::KmsError;
+use crate::kmip::attributes::{self, Purpose, RequestAttributes};
+use crate::kmip::build::{structure, text};
+use crate::kmip::creation::{HSM_PREFIX, MASK_UNRESTRICTED, NewKey, check_user_tags, new_uid};
+use crate::kmip::fields::{Fields, unsupported};
+use crate::kmip::kms::{Done, Kms};
+use crate::kmip::ttlv::{Ttlv, Value};
+use crate::object::{Algorithm, ObjectType};
+
+pub struct Request<'a> {
+    pub uid: Option<&'a str>,
+    pub replace: bool,
+    pub attributes: RequestAttributes<'a>,
+    pub key: KeyBlock<'a>,
+}
+
+/// A symmetric key's `KeyBlock`, in clear.
+pub struct KeyBlock<'a> {
+    pub material: Zeroizing<Vec<u8>>,
+    pub algorithm: Option<&'a str>,
+    pub length: Option<i32>,
+    /// The attributes inside `KeyValue` (an object exported as JSON TTLV carries them).
+    pub attributes: RequestAttributes<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub fn parse(node: &'a Ttlv) -> Result<Self, KmsError> {
+        let mut f = Fields::of(node, "Import")?;
+        let uid = f.text("UniqueIdentifier")?;
+        let object_type = f
+            .enumeration("ObjectType")?
+            .map(attributes::object_type)
+            .transpose()?
+            .unwrap_or(ObjectType::SymmetricKey);
+        if object_type != ObjectType::SymmetricKey {
+            return Err(unsupported(
+                "Import",
+                format!("ObjectType {}", object_type.name()),
+            ));
+        }
+        let replace = f.boolean("ReplaceExisting")?.unwrap_or(false);
+        // NotWrapped and AsRegistered mean the same for a key given in clear (a wrapped key
+        // block is refused in the key block itself), so the value is read and checked only.
+        f.enumeration("KeyWrapType")?;
+        let attributes = attributes::parse(f.node("Attributes")?, "Import", Purpose::New)?;
+        let mut symmetric = f.structure("SymmetricKey")?.ok_or_else(|| {
+            KmsError::InvalidRequest("Import: missing SymmetricKey.KeyBlock".into())
+        })?;
+        let block = symmetric.structure("KeyBlock")?.ok_or_else(|| {
+            KmsError::InvalidRequest("Import: missing SymmetricKey.KeyBlock".into())
+        })?;
+        let key = KeyBlock::parse(block)?;
+        symmetric.finish()?;
+        f.finish()?;
+        Ok(Self {
+            uid,
+            replace,
+            attributes,
+            key,
+        })
+    }
+}
+
+impl<'a> KeyBlock<'a> {
+    fn parse(mut f: Fields<'a>) -> Result<Self, KmsError> {
+        if let Some(format) = f.enumeration("KeyFormatType")? {
+            if !matches!(format, "Raw" | "TransparentSymmetricKey") {
+                return Err(unsupported(f.path(), format!("KeyFormatType {format}")));
+            }
+        }
+        let algorithm = f.enumeration("CryptographicAlgorithm")?;
+        let length = f.int("CryptographicLength")?;
+        let value = f
+            .node("KeyValue")?
+            .ok_or_else(|| KmsError::InvalidRequest("Import: missing KeyValue".into()))?;
+        let (material, attributes) = match &value.value {
+            Value::ByteString(_) => {
+                return Err(unsupported(
+                    f.path(),
+                    "a wrapped KeyValue (import keys in clear)",
+                ));
+            }
+            _ => {
+                let mut v = Fields::of(value, format!("{}.KeyValue", f.path()))?;
+                let material = match v.node("KeyMaterial")?.map(|m| &m.value) {
+                    Some(Value::ByteString(raw)) => Zeroizing::new(raw.clone()),
+                    Some(Value::Structure(_)) => {
+                        let mut m = v.structure("KeyMaterial")?.ok_or_else(|| {
+                            KmsError::InvalidRequest("Import: missing KeyMaterial".into())
+                        })?;
+                        let key = m.bytes("Key")?.ok_or_else(|| {
+                            KmsError::InvalidRequest("Import: missing KeyMaterial.Key".into())
+                        })?;
+                        m.finish()?;
+                        Zeroizing::new(key.to_vec())
+                    }
+                    _ => {
+                        return Err(KmsError::InvalidRequest(
+                            "Import: missing KeyMaterial".into(),
+                        ));
+                    }
+                };
+                let path = format!("{}.KeyValue", f.path());
+                let attributes = attributes::parse(v.node("Attributes")?, &path, Purpose::New)?;
+                v.finish()?;
+                (material, attributes)
+            }
+        };
+        f.finish()?;
+        Ok(Self {
+            material,
+            algorithm,
+            length,
+            attributes,
+        })
+    }
+}
+
+pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
+    let Request {
+        uid,
+        replace,
+        attributes: outer,
+        key,
+    } = Request::parse(node)?;
+    let inner = key.attributes;
+    for a in [&outer, &inner] {
+        if a.wrapping_key_id.is_some() {
+            return Err(unsupported(
+                "Import",
+                "the vendor attribute cosmian:wrapping_key_id (keys wrapped by another key)",
+            ));
+        }
+        if let Some(alg) = a.algorithm.or(key.algorithm) {
+            if Algorithm::parse(alg).is_none() {
+                return Err(unsupported(
+                    "Import",
+                    format!("CryptographicAlgorithm {alg}"),
+                ));
+            }
+        }
+        if a.object_type.is_some_and(|t| t != ObjectType::SymmetricKey) {
+            return Err(KmsError::InvalidRequest(
+                "Import: the attributes describe another object type than SymmetricKey".into(),
+            ));
+        }
+    }
+    let material = key.material;
+    if ![16, 24, 32].contains(&material.len()) {
+        return Err(KmsError::InvalidRequest(format!(
+            "Import: an AES key must be 16, 24 or 32 bytes, got {}",
+            material.len()
+        )));
+    }
+    for bits in [key.length, outer.length, inner.length]
+        .into_iter()
+        .flatten()
+    {
+        if usize::try_from(bits).ok() != Some(material.len() * 8) {
+            return Err(KmsError::InvalidRequest(format!(
+                "Import: CryptographicLength {bits} does not match a {}-byte key",
+                material.len()
+            )));
+        }
+    }
+    let tags = outer.tags.clone().unwrap_or_default();
+    check_user_tags(&tags)?;
+    // Tags exported with the object come back with it; its system tags are the server's.
+    let kept: BTreeSet<String> = inner
+        .tags
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| !t.starts_with('_'))
+        .collect();
+    check_user_tags(&kept)?;
+    let uid = new_uid(uid)?;
+    if uid.starts_with(HSM_PREFIX) {
+        return Err(KmsError::InvalidRequest(format!(
+            "{uid}: keys cannot be imported into the HSM; create them there"
+        )));
+    }
+    let new = NewKey {
+        owner: user.to_owned(),
+        uid,
+        length_bits: 0,
+        usage_mask: outer
+            .usage_mask
+            .or(inner.usage_mask)
+            .unwrap_or(MASK_UNRESTRICTED),
+        activation: outer.activation_date.or(inner.activation_date),
+        tags: tags.into_iter().chain(kept).collect(),
+        sensitive: outer.sensitive.or(inner.sensitive).unwrap_or(false),
+    };
+    let object = kms.new_key(new, &material)?;
+    if replace {
+        kms.store.replace(&object).await?;
+    } else {
+        kms.store.insert(&object).await?;
+    }
+    Ok(Done::new(
+        structure(
+            "ImportResponse",
+            vec![text("UniqueIdentifier", &object.uid)],
+        ),
+        object.uid,
+    ))
+}

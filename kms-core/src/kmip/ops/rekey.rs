@@ -1,0 +1,90 @@
+//! ReKey: a new key of the same kind replaces an Active, Deactivated or Compromised one; the
+//! two are linked, the old one is deactivated, user tags move to the new one.
+
+use std::collections::BTreeSet;
+
+use crate::error::KmsError;
+use crate::kmip::build::{structure, text};
+use crate::kmip::creation::NewKey;
+use crate::kmip::fields::{Fields, unsupported};
+use crate::kmip::kms::{Done, Kms};
+use crate::kmip::operation::Operation;
+use crate::kmip::resolve::required;
+use crate::kmip::ttlv::Ttlv;
+use crate::object::{Link, State, now};
+
+pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
+    let mut f = Fields::of(node, "ReKey")?;
+    let id = required(f.text("UniqueIdentifier")?)?;
+    if f.node("Offset")?.is_some() {
+        return Err(unsupported(
+            "ReKey",
+            "Offset (the new key is active at once)",
+        ));
+    }
+    if f.node("Attributes")?.is_some() {
+        return Err(unsupported(
+            "ReKey",
+            "Attributes (the new key takes the old key's attributes)",
+        ));
+    }
+    f.finish()?;
+    let mut old = kms
+        .resolve_one(user, id, Operation::ReKey, || {
+            KmsError::ItemNotFound(id.to_owned())
+        })
+        .await?;
+    if old.is_resident() {
+        return Err(KmsError::InvalidRequest(format!(
+            "ReKey: {} lives in the HSM; create a new HSM key instead",
+            old.uid
+        )));
+    }
+    if old.state == State::PreActive || old.state.is_destroyed() {
+        return Err(KmsError::InvalidRequest(format!(
+            "ReKey: key {} is in state {}; only Active, Deactivated or Compromised keys can be rotated",
+            old.uid,
+            old.state.name()
+        )));
+    }
+    let key = crate::crypto::random(usize::try_from(old.length_bits / 8).unwrap_or(32))?;
+    let user_tags: BTreeSet<String> = old
+        .tags
+        .iter()
+        .filter(|t| !t.starts_with('_'))
+        .cloned()
+        .collect();
+    let new_key = NewKey {
+        owner: old.owner.clone(),
+        uid: uuid::Uuid::new_v4().to_string(),
+        length_bits: old.length_bits,
+        usage_mask: old.usage_mask,
+        activation: Some(now()),
+        tags: user_tags,
+        sensitive: old.meta.sensitive,
+    };
+    let mut new = kms.new_key(new_key, &key)?;
+    new.meta.links = vec![Link {
+        link_type: "ReplacedObjectLink".into(),
+        uid: old.uid.clone(),
+    }];
+    new.meta.rotate_generation = Some(old.meta.rotate_generation.unwrap_or(0) + 1);
+    if old.state == State::Active {
+        old.state = State::Deactivated;
+        old.deactivation_date = Some(now());
+    }
+    old.meta
+        .links
+        .retain(|l| l.link_type != "ReplacementObjectLink");
+    old.meta.links.push(Link {
+        link_type: "ReplacementObjectLink".into(),
+        uid: new.uid.clone(),
+    });
+    old.meta.rotate_generation.get_or_insert(0);
+    old.last_change = now();
+    kms.store.rekey(&old, &new).await?;
+    Ok(Done::new(
+        structure("ReKeyResponse", vec![text("UniqueIdentifier", &new.uid)]),
+        new.uid,
+    ))
+}

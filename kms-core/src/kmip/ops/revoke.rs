@@ -1,0 +1,73 @@
+//! Revoke: Active or PreActive keys become Deactivated (Compromised for a compromise reason);
+//! by tags, every key the caller may revoke.
+
+use crate::error::KmsError;
+use crate::kmip::build::{structure, text};
+use crate::kmip::fields::{Fields, unsupported};
+use crate::kmip::kms::{Done, Kms};
+use crate::kmip::operation::Operation;
+use crate::kmip::resolve::required;
+use crate::kmip::ttlv::Ttlv;
+use crate::object::{State, now};
+
+pub struct Request<'a> {
+    pub id: &'a str,
+    pub code: Option<&'a str>,
+    pub message: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    pub fn parse(node: &'a Ttlv) -> Result<Self, KmsError> {
+        let mut f = Fields::of(node, "Revoke")?;
+        let id = required(f.text("UniqueIdentifier")?)?;
+        let (mut code, mut message) = (None, None);
+        if let Some(mut reason) = f.structure("RevocationReason")? {
+            code = reason.enumeration("RevocationReasonCode")?;
+            message = reason.text("RevocationMessage")?;
+            reason.finish()?;
+        }
+        // Cascade revokes the objects linked to this one (a key pair's other half, a
+        // certificate): a symmetric key has none, so there is nothing more to revoke.
+        f.boolean("Cascade")?;
+        if f.date("CompromiseOccurrenceDate")?.is_some() {
+            return Err(unsupported("Revoke", "CompromiseOccurrenceDate"));
+        }
+        f.finish()?;
+        Ok(Self { id, code, message })
+    }
+}
+
+fn is_compromise(reason: Option<&str>) -> bool {
+    matches!(reason, Some("KeyCompromise" | "CACompromise"))
+}
+
+pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
+    let Request { id, code, message } = Request::parse(node)?;
+    let objects = kms.resolve(user, id, Operation::Revoke).await?;
+    if objects.is_empty() {
+        return Err(KmsError::ItemNotFound(id.to_owned()));
+    }
+    let compromise = is_compromise(code);
+    let mut uids = Vec::new();
+    for mut o in objects {
+        let next = match o.state {
+            State::Active | State::PreActive if compromise => State::Compromised,
+            State::Active | State::PreActive => State::Deactivated,
+            State::Deactivated if compromise => State::Compromised,
+            State::Deactivated => continue,
+            State::Compromised => return Err(KmsError::ItemNotFound(id.to_owned())),
+            State::Destroyed | State::DestroyedCompromised => continue,
+        };
+        o.state = next;
+        o.deactivation_date = Some(now());
+        o.last_change = now();
+        o.meta.revocation_reason = code.map(str::to_owned);
+        o.meta.revocation_message = message.map(str::to_owned);
+        kms.store.update(&o).await?;
+        uids.push(o.uid);
+    }
+    Ok(Done::new(
+        structure("RevokeResponse", vec![text("UniqueIdentifier", id)]),
+        uids.join(","),
+    ))
+}
