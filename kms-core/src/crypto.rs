@@ -20,6 +20,8 @@ pub enum CryptoError {
     Authentication,
     #[error("random generator failure")]
     Random,
+    #[error("cannot key-wrap {0} bytes this way (RFC 3394 needs a multiple of 8, at least 16)")]
+    WrapLength(usize),
 }
 
 fn aes_gcm(key: &[u8]) -> Result<LessSafeKey, CryptoError> {

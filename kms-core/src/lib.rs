@@ -10,6 +10,7 @@ pub mod error;
 pub mod files;
 pub mod hsm;
 pub mod http;
+pub mod key_wrap;
 pub mod kmip;
 pub mod master_key;
 pub mod metrics;

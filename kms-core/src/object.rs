@@ -161,6 +161,14 @@ pub struct Link {
     pub uid: String,
 }
 
+/// A key stored "wrapped by" another key of this KMS (Create or Import with the
+/// `wrapping_key_id` attribute): Get and Export return it wrapped by that key unless the
+/// caller asks for it unwrapped (and may unwrap with that key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedBy {
+    pub uid: String,
+}
+
 /// Attributes kept as JSON in the `meta` column.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -173,6 +181,7 @@ pub struct Meta {
     /// Created or imported `Sensitive`: its material is never returned (Get and Export
     /// refuse it), only used.
     pub sensitive: bool,
+    pub wrapped_by: Option<WrappedBy>,
 }
 
 /// One managed object as stored.

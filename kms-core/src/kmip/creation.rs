@@ -14,6 +14,8 @@ pub const HSM_PREFIX: &str = "hsm::";
 /// Usage mask bits used here (KMIP 2.1, 3.19).
 pub const MASK_ENCRYPT: i32 = 0x4;
 pub const MASK_DECRYPT: i32 = 0x8;
+pub const MASK_WRAP_KEY: i32 = 0x10;
+pub const MASK_UNWRAP_KEY: i32 = 0x20;
 pub const MASK_UNRESTRICTED: i32 = 0x0020_0000;
 pub const DEFAULT_CREATE_MASK: i32 = 2108;
 

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod params;
 pub mod resolve;
 pub mod ttlv;
+pub mod wrap;
 
 /// Uppercase hex, as the wire uses for byte strings.
 pub fn hex_upper(bytes: &[u8]) -> String {

@@ -7,7 +7,7 @@ use crate::kmip::creation::{DEFAULT_CREATE_MASK, HSM_PREFIX, NewKey, check_user_
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
 use crate::kmip::ttlv::Ttlv;
-use crate::object::{Algorithm, ObjectType, now};
+use crate::object::{Algorithm, ObjectType, WrappedBy, now};
 
 pub struct Request<'a> {
     pub object_type: ObjectType,
@@ -65,12 +65,13 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             return Err(unsupported("Create", format!("KeyFormatType {format}")));
         }
     }
-    if a.wrapping_key_id.is_some() {
-        return Err(unsupported(
-            "Create",
-            "the vendor attribute cosmian:wrapping_key_id (keys wrapped by another key)",
-        ));
-    }
+    // Stored "wrapped by" that key: the creator must be able to wrap with it.
+    let wrapped_by = match a.wrapping_key_id {
+        Some(id) => Some(WrappedBy {
+            uid: kms.check_may_wrap(user, id).await?,
+        }),
+        None => None,
+    };
     let bits = a.length.unwrap_or(256);
     if !Algorithm::Aes.lengths().contains(&bits) {
         return Err(KmsError::InvalidRequest(format!(
@@ -90,10 +91,15 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         sensitive: a.sensitive.unwrap_or(false),
     };
     let object = if new.uid.starts_with(HSM_PREFIX) {
+        if wrapped_by.is_some() {
+            return Err(unsupported("Create", "an HSM key wrapped by another key"));
+        }
         kms.new_key_in_hsm(new).await?
     } else {
         let key = crate::crypto::random(usize::try_from(bits / 8).unwrap_or(32))?;
-        kms.new_key(new, &key)?
+        let mut object = kms.new_key(new, &key)?;
+        object.meta.wrapped_by = wrapped_by;
+        object
     };
     if let Err(e) = kms.store.insert(&object).await {
         // A key generated in the HSM for a uid the store refused must not stay there.

@@ -1,8 +1,10 @@
-//! Get and Export: a key's material in clear, as Raw bytes or a transparent key, with its
-//! attributes. Get refuses revoked keys (the reference's rule); Export returns them as they
-//! are. HSM-resident and `Sensitive` keys are never returned.
+//! Get and Export: a key's material, in clear (Raw bytes or a transparent key, with its
+//! attributes) or wrapped by another key (`KeyWrappingSpecification`, or as registered for a
+//! key stored wrapped). Get refuses revoked keys (the reference's rule); Export returns them
+//! as they are. HSM-resident keys are never returned; `Sensitive` keys only wrapped.
 
 use crate::error::KmsError;
+use crate::key_wrap::WrapMode;
 use crate::kmip::attributes::{self, tag_attribute};
 use crate::kmip::build::{bytes, enumeration, int, structure, text};
 use crate::kmip::fields::{Fields, unsupported};
@@ -10,6 +12,7 @@ use crate::kmip::kms::{Done, Kms};
 use crate::kmip::operation::Operation;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
+use crate::kmip::wrap::{self, WrapSpec};
 use crate::object::State;
 
 /// The key formats a symmetric key can be returned in.
@@ -22,6 +25,10 @@ pub enum Format {
 pub struct Request<'a> {
     pub id: &'a str,
     pub format: Format,
+    /// Wrap the key with this key before returning it.
+    pub wrap: Option<WrapSpec<'a>>,
+    /// `KeyWrapType NotWrapped`: a key stored wrapped is returned unwrapped.
+    pub unwrapped: bool,
 }
 
 impl<'a> Request<'a> {
@@ -33,16 +40,28 @@ impl<'a> Request<'a> {
             Some("TransparentSymmetricKey") => Format::Transparent,
             Some(other) => return Err(unsupported(f.path(), format!("KeyFormatType {other}"))),
         };
-        // Keys are stored as given (never wrapped by another key), so "as registered" and
-        // "not wrapped" both mean the key in clear.
-        f.enumeration("KeyWrapType")?;
+        let unwrapped = f.enumeration("KeyWrapType")? == Some("NotWrapped");
+        let wrap = f
+            .structure("KeyWrappingSpecification")?
+            .map(wrap::parse)
+            .transpose()?;
         f.finish()?;
-        Ok(Self { id, format })
+        Ok(Self {
+            id,
+            format,
+            wrap,
+            unwrapped,
+        })
     }
 }
 
 pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Done, KmsError> {
-    let Request { id, format } = Request::parse(node, op)?;
+    let Request {
+        id,
+        format,
+        wrap,
+        unwrapped,
+    } = Request::parse(node, op)?;
     let export = op == Operation::Export;
     let o = kms
         .resolve_one(user, id, op, || KmsError::ObjectNotFound(id.to_owned()))
@@ -61,34 +80,62 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
         (s, true) if s.is_destroyed() => return Err(KmsError::ObjectNotFound(id.to_owned())),
         _ => {}
     }
-    if o.meta.sensitive {
-        return Err(KmsError::Sensitive);
-    }
     let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
-    let mut key_attributes = attributes::of(&o);
-    key_attributes.push(tag_attribute(&o.tags));
-    let (format_name, material) = match format {
-        Format::Transparent => (
-            "TransparentSymmetricKey",
-            structure("KeyMaterial", vec![bytes("Key", &key)]),
-        ),
-        Format::Raw => ("Raw", bytes("KeyMaterial", &key)),
-    };
-    let symmetric_key = structure(
-        "SymmetricKey",
-        vec![structure(
-            "KeyBlock",
-            vec![
-                enumeration("KeyFormatType", format_name),
+    // A key stored wrapped comes back wrapped by the same key, unless the caller asks for it
+    // unwrapped and may unwrap with that key.
+    let stored = o.meta.wrapped_by.as_ref().filter(|_| !unwrapped);
+    let (key_value, wrapping_data) = match (&wrap, stored) {
+        (Some(spec), _) => {
+            let (uid, wrapped) = kms.wrap_key(user, spec, &key).await?;
+            let spec = WrapSpec {
+                key_id: &uid,
+                mode: spec.mode,
+            };
+            (bytes("KeyValue", &wrapped), Some(wrap::data(&spec)))
+        }
+        (None, Some(by)) => {
+            let wrapped = kms.rewrap_stored(&by.uid, &key).await?;
+            let spec = WrapSpec {
+                key_id: &by.uid,
+                mode: WrapMode::Rfc5649,
+            };
+            (bytes("KeyValue", &wrapped), Some(wrap::data(&spec)))
+        }
+        (None, None) => {
+            if o.meta.sensitive {
+                return Err(KmsError::Sensitive);
+            }
+            if let Some(by) = &o.meta.wrapped_by {
+                // Returned in clear: the caller must be able to unwrap it.
+                kms.check_may_unwrap(user, &by.uid).await?;
+            }
+            let mut key_attributes = attributes::of(&o);
+            key_attributes.push(tag_attribute(&o.tags));
+            let material = match format {
+                Format::Transparent => structure("KeyMaterial", vec![bytes("Key", &key)]),
+                Format::Raw => bytes("KeyMaterial", &key),
+            };
+            (
                 structure(
                     "KeyValue",
                     vec![material, structure("Attributes", key_attributes)],
                 ),
-                enumeration("CryptographicAlgorithm", o.algorithm.name()),
-                int("CryptographicLength", o.length_bits),
-            ],
-        )],
-    );
+                None,
+            )
+        }
+    };
+    let format_name = match format {
+        Format::Transparent => "TransparentSymmetricKey",
+        Format::Raw => "Raw",
+    };
+    let mut block = vec![
+        enumeration("KeyFormatType", format_name),
+        key_value,
+        enumeration("CryptographicAlgorithm", o.algorithm.name()),
+        int("CryptographicLength", o.length_bits),
+    ];
+    block.extend(wrapping_data);
+    let symmetric_key = structure("SymmetricKey", vec![structure("KeyBlock", block)]);
     let mut children = vec![
         enumeration("ObjectType", o.object_type.name()),
         text("UniqueIdentifier", &o.uid),

@@ -12,18 +12,22 @@ use crate::kmip::creation::{HSM_PREFIX, MASK_UNRESTRICTED, NewKey, check_user_ta
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
 use crate::kmip::ttlv::{Ttlv, Value};
-use crate::object::{Algorithm, ObjectType};
+use crate::kmip::wrap::{self, WrapSpec};
+use crate::object::{Algorithm, ObjectType, WrappedBy};
 
 pub struct Request<'a> {
     pub uid: Option<&'a str>,
     pub replace: bool,
+    /// `KeyWrapType AsRegistered`: a wrapped key block stays "wrapped by" its key.
+    pub as_registered: bool,
     pub attributes: RequestAttributes<'a>,
     pub key: KeyBlock<'a>,
 }
 
-/// A symmetric key's `KeyBlock`, in clear.
+/// A symmetric key's `KeyBlock`: its material in clear, or wrapped by a key of this KMS.
 pub struct KeyBlock<'a> {
     pub material: Zeroizing<Vec<u8>>,
+    pub wrapped: Option<WrapSpec<'a>>,
     pub algorithm: Option<&'a str>,
     pub length: Option<i32>,
     /// The attributes inside `KeyValue` (an object exported as JSON TTLV carries them).
@@ -46,9 +50,8 @@ impl<'a> Request<'a> {
             ));
         }
         let replace = f.boolean("ReplaceExisting")?.unwrap_or(false);
-        // NotWrapped and AsRegistered mean the same for a key given in clear (a wrapped key
-        // block is refused in the key block itself), so the value is read and checked only.
-        f.enumeration("KeyWrapType")?;
+        // For a key given in clear both values mean the same.
+        let as_registered = f.enumeration("KeyWrapType")? == Some("AsRegistered");
         let attributes = attributes::parse(f.node("Attributes")?, "Import", Purpose::New)?;
         let mut symmetric = f.structure("SymmetricKey")?.ok_or_else(|| {
             KmsError::InvalidRequest("Import: missing SymmetricKey.KeyBlock".into())
@@ -62,6 +65,7 @@ impl<'a> Request<'a> {
         Ok(Self {
             uid,
             replace,
+            as_registered,
             attributes,
             key,
         })
@@ -80,14 +84,27 @@ impl<'a> KeyBlock<'a> {
         let value = f
             .node("KeyValue")?
             .ok_or_else(|| KmsError::InvalidRequest("Import: missing KeyValue".into()))?;
-        let (material, attributes) = match &value.value {
-            Value::ByteString(_) => {
+        let wrapped = f
+            .structure("KeyWrappingData")?
+            .map(wrap::parse)
+            .transpose()?;
+        let (material, attributes) = match (&value.value, &wrapped) {
+            (Value::ByteString(bytes), Some(_)) => {
+                (Zeroizing::new(bytes.clone()), RequestAttributes::default())
+            }
+            (Value::ByteString(_), None) => {
+                return Err(KmsError::InvalidRequest(format!(
+                    "{}: a KeyValue given as bytes must come with its KeyWrappingData",
+                    f.path()
+                )));
+            }
+            (_, Some(_)) => {
                 return Err(unsupported(
                     f.path(),
-                    "a wrapped KeyValue (import keys in clear)",
+                    "KeyWrappingData with a structured KeyValue (only the key bytes are wrapped here)",
                 ));
             }
-            _ => {
+            (_, None) => {
                 let mut v = Fields::of(value, format!("{}.KeyValue", f.path()))?;
                 let material = match v.node("KeyMaterial")?.map(|m| &m.value) {
                     Some(Value::ByteString(raw)) => Zeroizing::new(raw.clone()),
@@ -116,6 +133,7 @@ impl<'a> KeyBlock<'a> {
         f.finish()?;
         Ok(Self {
             material,
+            wrapped,
             algorithm,
             length,
             attributes,
@@ -127,17 +145,24 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let Request {
         uid,
         replace,
+        as_registered,
         attributes: outer,
         key,
     } = Request::parse(node)?;
     let inner = key.attributes;
-    for a in [&outer, &inner] {
-        if a.wrapping_key_id.is_some() {
-            return Err(unsupported(
-                "Import",
-                "the vendor attribute cosmian:wrapping_key_id (keys wrapped by another key)",
-            ));
+    // A wrapped key block is unwrapped with a key the caller may decrypt with; as registered,
+    // it stays wrapped by that key. A clear key may ask to be stored wrapped by one.
+    let (material, mut wrapped_by) = match &key.wrapped {
+        Some(spec) => {
+            let (kek, clear) = kms.unwrap_key(user, spec, &key.material).await?;
+            (clear, as_registered.then_some(kek))
         }
+        None => (key.material, None),
+    };
+    if let Some(id) = outer.wrapping_key_id.or(inner.wrapping_key_id) {
+        wrapped_by = Some(kms.check_may_wrap(user, id).await?);
+    }
+    for a in [&outer, &inner] {
         if let Some(alg) = a.algorithm.or(key.algorithm) {
             if Algorithm::parse(alg).is_none() {
                 return Err(unsupported(
@@ -152,7 +177,6 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             ));
         }
     }
-    let material = key.material;
     if ![16, 24, 32].contains(&material.len()) {
         return Err(KmsError::InvalidRequest(format!(
             "Import: an AES key must be 16, 24 or 32 bytes, got {}",
@@ -199,7 +223,8 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         tags: tags.into_iter().chain(kept).collect(),
         sensitive: outer.sensitive.or(inner.sensitive).unwrap_or(false),
     };
-    let object = kms.new_key(new, &material)?;
+    let mut object = kms.new_key(new, &material)?;
+    object.meta.wrapped_by = wrapped_by.map(|uid| WrappedBy { uid });
     if replace {
         kms.store.replace(&object).await?;
     } else {
