@@ -3,7 +3,7 @@
 //! under `ops/`.
 
 use crate::error::KmsError;
-use crate::kmip::build::{count, date, enumeration, int, structure, text};
+use crate::kmip::build::{count, date, enumeration, structure, text};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::operation::Operation;
 use crate::kmip::ops;
@@ -116,13 +116,7 @@ impl Kms {
         let mut children = vec![structure(
             "ResponseHeader",
             vec![
-                structure(
-                    "ProtocolVersion",
-                    vec![
-                        int("ProtocolVersionMajor", 2),
-                        int("ProtocolVersionMinor", 1),
-                    ],
-                ),
+                ops::discover_versions::version_node(),
                 date("TimeStamp", now()),
                 count("BatchCount", items.len()),
             ],
@@ -175,7 +169,54 @@ impl Kms {
             Operation::GetAttributes => ops::get_attributes::run(self, user, request).await,
             Operation::Activate => ops::activate::run(self, user, request).await,
             Operation::ReKey => ops::rekey::run(self, user, request).await,
+            Operation::Query => ops::query::run(request),
+            Operation::DiscoverVersions => ops::discover_versions::run(request),
             other => Err(KmsError::UnknownOperation(other.name().to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::error::KmsError;
+    use crate::kmip::operation::Operation;
+    use crate::kmip::testing::{kms, leaf, run};
+
+    #[tokio::test]
+    async fn every_implemented_operation_is_dispatched_and_no_other() {
+        let kms = kms().await;
+        for op in Operation::ALL {
+            let result = run(&kms, "alice", json!({"tag": op.name(), "value": []})).await;
+            let unknown = matches!(result, Err(KmsError::UnknownOperation(_)));
+            assert_eq!(unknown, !op.implemented(), "{}", op.name());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_answers_each_item() {
+        let kms = kms().await;
+        let batch = json!({"tag": "RequestMessage", "value": [
+            {"tag": "RequestHeader", "value": [
+                leaf("BatchCount", "Integer", json!(2)),
+            ]},
+            {"tag": "BatchItem", "value": [
+                leaf("Operation", "Enumeration", json!("Query")),
+                {"tag": "RequestPayload", "value": []},
+            ]},
+            {"tag": "BatchItem", "value": [
+                leaf("Operation", "Enumeration", json!("Get")),
+                {"tag": "RequestPayload", "value": [
+                    leaf("UniqueIdentifier", "TextString", json!("missing")),
+                ]},
+            ]},
+        ]});
+        let answer = run(&kms, "alice", batch)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_string();
+        assert!(answer.contains(r#""value":"Success""#));
+        assert!(answer.contains(r#""value":"OperationFailed""#));
     }
 }

@@ -12,6 +12,8 @@ pub mod operation;
 pub mod ops;
 pub mod params;
 pub mod resolve;
+#[cfg(test)]
+pub mod testing;
 pub mod ttlv;
 pub mod wrap;
 

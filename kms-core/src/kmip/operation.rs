@@ -1,9 +1,9 @@
 //! The one list of KMIP operations: each operation's wire name, the grant that lets a user
-//! other than the owner run it, and (through its name) its metric label. Adding an operation
-//! is one line here and one file under `ops/`.
+//! other than the owner run it, whether this server implements it, and (through its name) its
+//! metric label. Adding an operation is this line, its file under `ops/` and its dispatch arm.
 
 macro_rules! operations {
-    ($($variant:ident => $name:literal, $grant:expr;)*) => {
+    ($($variant:ident => $name:literal, $grant:expr, $implemented:literal;)*) => {
         /// A KMIP operation this server knows by name (implemented or not).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Operation {
@@ -20,6 +20,14 @@ macro_rules! operations {
                 }
             }
 
+            /// True when this server runs it (the others are answered `Operation_Not_Supported`
+            /// and left out of Query).
+            pub fn implemented(self) -> bool {
+                match self {
+                    $(Operation::$variant => $implemented),*
+                }
+            }
+
             /// The access right (the reference's names, as `/access/grant` takes them) a user
             /// other than the owner needs to run it on an object; `None` when it acts on no
             /// stored object.
@@ -33,38 +41,38 @@ macro_rules! operations {
 }
 
 operations! {
-    Create => "Create", Some("create");
-    CreateKeyPair => "CreateKeyPair", Some("create");
-    Register => "Register", Some("create");
-    Import => "Import", Some("import");
-    Certify => "Certify", Some("certify");
-    Get => "Get", Some("get");
-    Export => "Export", Some("export");
-    GetAttributes => "GetAttributes", Some("getattributes");
-    GetAttributeList => "GetAttributeList", Some("getattributes");
-    SetAttribute => "SetAttribute", Some("setattribute");
-    AddAttribute => "AddAttribute", Some("addattribute");
-    ModifyAttribute => "ModifyAttribute", Some("modifyattribute");
-    DeleteAttribute => "DeleteAttribute", Some("deleteattribute");
-    Locate => "Locate", Some("locate");
-    Activate => "Activate", Some("activate");
-    Revoke => "Revoke", Some("revoke");
-    Destroy => "Destroy", Some("destroy");
-    ReKey => "ReKey", Some("rekey");
-    ReKeyKeyPair => "ReKeyKeyPair", Some("rekey");
-    Encrypt => "Encrypt", Some("encrypt");
-    Decrypt => "Decrypt", Some("decrypt");
-    Sign => "Sign", Some("sign");
-    SignatureVerify => "SignatureVerify", Some("signatureverify");
-    Mac => "MAC", Some("mac");
-    MacVerify => "MACVerify", Some("mac");
-    Hash => "Hash", Some("hash");
-    DeriveKey => "DeriveKey", Some("derivekey");
-    Validate => "Validate", Some("validate");
-    RngRetrieve => "RNGRetrieve", None;
-    RngSeed => "RNGSeed", None;
-    Query => "Query", None;
-    DiscoverVersions => "DiscoverVersions", None;
+    Create => "Create", Some("create"), true;
+    CreateKeyPair => "CreateKeyPair", Some("create"), false;
+    Register => "Register", Some("create"), false;
+    Import => "Import", Some("import"), true;
+    Certify => "Certify", Some("certify"), false;
+    Get => "Get", Some("get"), true;
+    Export => "Export", Some("export"), true;
+    GetAttributes => "GetAttributes", Some("getattributes"), true;
+    GetAttributeList => "GetAttributeList", Some("getattributes"), false;
+    SetAttribute => "SetAttribute", Some("setattribute"), false;
+    AddAttribute => "AddAttribute", Some("addattribute"), false;
+    ModifyAttribute => "ModifyAttribute", Some("modifyattribute"), false;
+    DeleteAttribute => "DeleteAttribute", Some("deleteattribute"), false;
+    Locate => "Locate", Some("locate"), true;
+    Activate => "Activate", Some("activate"), true;
+    Revoke => "Revoke", Some("revoke"), true;
+    Destroy => "Destroy", Some("destroy"), true;
+    ReKey => "ReKey", Some("rekey"), true;
+    ReKeyKeyPair => "ReKeyKeyPair", Some("rekey"), false;
+    Encrypt => "Encrypt", Some("encrypt"), true;
+    Decrypt => "Decrypt", Some("decrypt"), true;
+    Sign => "Sign", Some("sign"), false;
+    SignatureVerify => "SignatureVerify", Some("signatureverify"), false;
+    Mac => "MAC", Some("mac"), false;
+    MacVerify => "MACVerify", Some("mac"), false;
+    Hash => "Hash", Some("hash"), false;
+    DeriveKey => "DeriveKey", Some("derivekey"), false;
+    Validate => "Validate", Some("validate"), false;
+    RngRetrieve => "RNGRetrieve", None, false;
+    RngSeed => "RNGSeed", None, false;
+    Query => "Query", None, true;
+    DiscoverVersions => "DiscoverVersions", None, true;
 }
 
 impl Operation {

@@ -87,6 +87,22 @@ impl Store {
     /// Opens (creating if needed) and migrates the database at `url`
     /// (`sqlite://path` or `postgres://...`).
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::open_with(url, AnyPoolOptions::new().max_connections(max_connections)).await
+    }
+
+    /// A private database in memory, gone when the store is dropped: the seam for testing
+    /// operations without files or servers. One connection, never closed (each SQLite memory
+    /// connection is its own database).
+    pub async fn memory() -> Result<Self, StoreError> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
+        Self::open_with("sqlite::memory:", pool).await
+    }
+
+    async fn open_with(url: &str, pool: AnyPoolOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres") {
             Backend::Postgres
@@ -94,9 +110,7 @@ impl Store {
             Backend::Sqlite
         };
         let options = AnyConnectOptions::from_str(url)?;
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10));
+        let mut pool = pool.acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _| {
                 Box::pin(async move {

@@ -34,3 +34,39 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         o.uid,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kmip::testing::{by_uid, fails, kms, leaf, run, uid};
+
+    #[tokio::test]
+    async fn activates_a_pre_active_key_once() {
+        let kms = kms().await;
+        let create = json!({"tag": "Create", "value": [
+            leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
+        ]});
+        let key = uid(&run(&kms, "alice", create)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")));
+        let state = kms
+            .store
+            .load(&key)
+            .await
+            .ok()
+            .flatten()
+            .map(|o| o.state.name());
+        assert_eq!(state, Some("PreActive"));
+        assert!(
+            run(&kms, "alice", by_uid("Activate", &key, vec![]))
+                .await
+                .is_ok()
+        );
+        assert!(
+            fails(&kms, "alice", by_uid("Activate", &key, vec![]))
+                .await
+                .contains("already in Active")
+        );
+    }
+}

@@ -121,3 +121,75 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         object.uid,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kmip::testing::{create, fails, field, kms, leaf, run};
+
+    fn create_request(attributes: Vec<serde_json::Value>) -> serde_json::Value {
+        json!({"tag": "Create", "value": [
+            leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
+            {"tag": "Attributes", "value": attributes},
+        ]})
+    }
+
+    #[tokio::test]
+    async fn creates_keys_and_refuses_what_it_cannot_make() {
+        let kms = kms().await;
+        let uid = create(&kms, "alice", vec![]).await;
+        let o = kms.store.load(&uid).await.ok().flatten();
+        assert_eq!(
+            o.map(|o| (o.owner, o.length_bits)),
+            Some(("alice".into(), 256))
+        );
+        let chacha = create_request(vec![leaf(
+            "CryptographicAlgorithm",
+            "Enumeration",
+            json!("ChaCha20"),
+        )]);
+        assert_eq!(
+            fails(&kms, "alice", chacha).await,
+            "Feature_Not_Supported: Create: CryptographicAlgorithm ChaCha20 is not supported by this server"
+        );
+        let long = create_request(vec![leaf("CryptographicLength", "Integer", json!(512))]);
+        assert!(
+            fails(&kms, "alice", long)
+                .await
+                .contains("must be 128, 192 or 256")
+        );
+        let secret = json!({"tag": "Create", "value": [
+            leaf("ObjectType", "Enumeration", json!("SecretData")),
+        ]});
+        assert!(
+            fails(&kms, "alice", secret)
+                .await
+                .contains("ObjectType SecretData")
+        );
+        // The same uid twice: the second is refused.
+        let named = create_request(vec![leaf("UniqueIdentifier", "TextString", json!("k1"))]);
+        let first = run(&kms, "alice", named.clone()).await.ok();
+        assert_eq!(
+            first.as_ref().and_then(|r| field(r, "UniqueIdentifier")),
+            Some(&json!("k1"))
+        );
+        assert!(fails(&kms, "alice", named).await.contains("already exist"));
+    }
+
+    #[tokio::test]
+    async fn a_wrapping_key_must_be_one_the_creator_may_use() {
+        let kms = kms().await;
+        let kek = create(&kms, "alice", vec![]).await;
+        let wrapped_by = json!({"tag": "Attribute", "value": [
+            leaf("VendorIdentification", "TextString", json!("cosmian")),
+            leaf("AttributeName", "TextString", json!("wrapping_key_id")),
+            leaf("AttributeValue", "TextString", json!(kek)),
+        ]});
+        let text = fails(&kms, "bob", create_request(vec![wrapped_by.clone()])).await;
+        assert!(text.starts_with("Access denied"), "{text}");
+        let uid = create(&kms, "alice", vec![wrapped_by]).await;
+        let o = kms.store.load(&uid).await.ok().flatten();
+        assert_eq!(o.and_then(|o| o.meta.wrapped_by).map(|w| w.uid), Some(kek));
+    }
+}

@@ -83,3 +83,60 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         uids.join(","),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kmip::testing::{by_uid, create, fails, kms, leaf, run};
+    use crate::object::State;
+
+    #[tokio::test]
+    async fn destroys_revoked_keys_and_retires_removed_uids() {
+        let kms = kms().await;
+        let uid = create(&kms, "alice", vec![]).await;
+        assert_eq!(
+            fails(&kms, "alice", by_uid("Destroy", &uid, vec![])).await,
+            "Wrong_Key_Lifecycle_State: DENIED"
+        );
+        let revoke = by_uid(
+            "Revoke",
+            &uid,
+            vec![json!({"tag": "RevocationReason", "value": [
+            leaf("RevocationReasonCode", "Enumeration", json!("Unspecified"))]})],
+        );
+        assert!(run(&kms, "alice", revoke).await.is_ok());
+        let wrong_type = by_uid(
+            "Destroy",
+            &uid,
+            vec![leaf(
+                "ExpectedObjectType",
+                "Enumeration",
+                json!("PrivateKey"),
+            )],
+        );
+        assert!(
+            fails(&kms, "alice", wrong_type)
+                .await
+                .starts_with("Item_Not_Found")
+        );
+        assert!(
+            run(&kms, "alice", by_uid("Destroy", &uid, vec![]))
+                .await
+                .is_ok()
+        );
+        let o = kms.store.load(&uid).await.ok().flatten();
+        assert_eq!(
+            o.map(|o| (o.state, o.wrapped_key.is_empty())),
+            Some((State::Destroyed, true))
+        );
+        let remove = by_uid(
+            "Destroy",
+            &uid,
+            vec![leaf("Remove", "Boolean", json!(true))],
+        );
+        assert!(run(&kms, "alice", remove).await.is_ok());
+        assert!(kms.store.load(&uid).await.ok().flatten().is_none());
+        assert!(kms.store.uid_used(&uid).await.unwrap_or(false));
+    }
+}

@@ -99,3 +99,96 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     children.push(bytes("AuthenticatedEncryptionTag", &sealed.tag));
     Ok(Done::new(structure("EncryptResponse", children), o.uid))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kmip::testing::{by_uid, create, fails, field, kms, leaf, run};
+
+    #[tokio::test]
+    async fn encrypts_and_decrypts_and_guards_the_nonce() {
+        let kms = kms().await;
+        let uid = create(&kms, "alice", vec![]).await;
+        let encrypt = by_uid(
+            "Encrypt",
+            &uid,
+            vec![
+                leaf("Data", "ByteString", json!("48656C6C6F")),
+                leaf(
+                    "AuthenticatedEncryptionAdditionalData",
+                    "ByteString",
+                    json!("AA"),
+                ),
+            ],
+        );
+        let sealed = run(&kms, "alice", encrypt)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let part = |tag: &str| {
+            leaf(
+                tag,
+                "ByteString",
+                field(&sealed, tag).cloned().unwrap_or_default(),
+            )
+        };
+        let decrypt = by_uid(
+            "Decrypt",
+            &uid,
+            vec![
+                part("Data"),
+                part("IVCounterNonce"),
+                part("AuthenticatedEncryptionTag"),
+                leaf(
+                    "AuthenticatedEncryptionAdditionalData",
+                    "ByteString",
+                    json!("AA"),
+                ),
+            ],
+        );
+        let plain = run(&kms, "alice", decrypt.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(field(&plain, "Data"), Some(&json!("48656C6C6F")));
+        let mut tampered = decrypt;
+        tampered["value"][4]["value"] = json!("AB");
+        assert!(
+            fails(&kms, "alice", tampered)
+                .await
+                .starts_with("Cryptographic_Failure")
+        );
+        // An encrypt-only grantee may not choose the nonce.
+        let _ = kms.store.grant(&uid, "bob", &["encrypt".to_owned()]).await;
+        let nonce = by_uid(
+            "Encrypt",
+            &uid,
+            vec![
+                leaf("Data", "ByteString", json!("00")),
+                leaf(
+                    "IVCounterNonce",
+                    "ByteString",
+                    json!("000000000000000000000000"),
+                ),
+            ],
+        );
+        assert!(
+            fails(&kms, "bob", nonce)
+                .await
+                .contains("needs the decrypt right")
+        );
+        let siv = by_uid(
+            "Encrypt",
+            &uid,
+            vec![
+                json!({"tag": "CryptographicParameters", "value": [
+                leaf("BlockCipherMode", "Enumeration", json!("GCMSIV"))]}),
+                leaf("Data", "ByteString", json!("00")),
+            ],
+        );
+        assert!(
+            fails(&kms, "alice", siv)
+                .await
+                .starts_with("Feature_Not_Supported")
+        );
+    }
+}

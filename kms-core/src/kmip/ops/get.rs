@@ -153,3 +153,81 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
     };
     Ok(Done::new(structure(tag, children), o.uid))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kmip::testing::{by_uid, create, fails, field, kms, leaf, run};
+
+    #[tokio::test]
+    async fn get_export_formats_states_and_sensitivity() {
+        let kms = kms().await;
+        let uid = create(&kms, "alice", vec![]).await;
+        let transparent = by_uid(
+            "Get",
+            &uid,
+            vec![leaf(
+                "KeyFormatType",
+                "Enumeration",
+                json!("TransparentSymmetricKey"),
+            )],
+        );
+        let got = run(&kms, "alice", transparent)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let block = &field(&got, "SymmetricKey").cloned().unwrap_or_default()[0];
+        assert_eq!(
+            field(block, "KeyFormatType"),
+            Some(&json!("TransparentSymmetricKey"))
+        );
+        let pkcs8 = by_uid(
+            "Get",
+            &uid,
+            vec![leaf("KeyFormatType", "Enumeration", json!("PKCS8"))],
+        );
+        assert!(
+            fails(&kms, "alice", pkcs8)
+                .await
+                .contains("KeyFormatType PKCS8")
+        );
+        // Only the owner or a grantee sees it.
+        assert!(
+            fails(&kms, "bob", by_uid("Get", &uid, vec![]))
+                .await
+                .starts_with("Object_Not_Found")
+        );
+        let _ = kms.store.grant(&uid, "bob", &["get".to_owned()]).await;
+        assert!(run(&kms, "bob", by_uid("Get", &uid, vec![])).await.is_ok());
+        assert!(
+            run(&kms, "bob", by_uid("Export", &uid, vec![]))
+                .await
+                .is_err()
+        );
+        // Revoked: Get refuses, Export returns it with its attributes.
+        let revoke = by_uid(
+            "Revoke",
+            &uid,
+            vec![json!({"tag": "RevocationReason", "value": [
+            leaf("RevocationReasonCode", "Enumeration", json!("Unspecified"))]})],
+        );
+        assert!(run(&kms, "alice", revoke).await.is_ok());
+        assert_eq!(
+            fails(&kms, "alice", by_uid("Get", &uid, vec![])).await,
+            "Wrong_Key_Lifecycle_State: DENIED"
+        );
+        let exported = run(&kms, "alice", by_uid("Export", &uid, vec![])).await;
+        assert!(exported.is_ok_and(|e| field(&e, "Attributes").is_some()));
+        // Sensitive: never in clear.
+        let sensitive = create(
+            &kms,
+            "alice",
+            vec![leaf("Sensitive", "Boolean", json!(true))],
+        )
+        .await;
+        assert_eq!(
+            fails(&kms, "alice", by_uid("Get", &sensitive, vec![])).await,
+            "Sensitive: DENIED"
+        );
+    }
+}

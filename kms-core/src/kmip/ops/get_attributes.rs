@@ -69,3 +69,43 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         o.uid,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kmip::testing::{by_uid, create, fails, field, kms, leaf, run};
+
+    #[tokio::test]
+    async fn any_grantee_reads_the_selected_attributes() {
+        let kms = kms().await;
+        let uid = create(&kms, "alice", vec![]).await;
+        let request = by_uid(
+            "GetAttributes",
+            &uid,
+            vec![
+                leaf(
+                    "AttributeReference",
+                    "Enumeration",
+                    json!("CryptographicLength"),
+                ),
+                leaf("AttributeReference", "Enumeration", json!("Tag")),
+            ],
+        );
+        assert!(
+            fails(&kms, "bob", request.clone())
+                .await
+                .starts_with("Object_Not_Found")
+        );
+        let _ = kms.store.grant(&uid, "bob", &["decrypt".to_owned()]).await;
+        let got = run(&kms, "bob", request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let attributes = field(&got, "Attributes").cloned().unwrap_or_default();
+        let tags: Vec<&str> = attributes
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["tag"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(tags, vec!["CryptographicLength", "Attribute"]);
+    }
+}

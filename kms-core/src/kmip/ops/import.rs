@@ -238,3 +238,110 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         object.uid,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::key_wrap::{self, WrapMode};
+    use crate::kmip::testing::{by_uid, create, fails, field, kms, leaf, run, uid};
+
+    fn import(material: Value, extra_block: Vec<Value>, inner: Vec<Value>) -> Value {
+        let mut value = vec![material];
+        if !inner.is_empty() {
+            value.push(json!({"tag": "Attributes", "value": inner}));
+        }
+        let mut block = vec![
+            leaf("KeyFormatType", "Enumeration", json!("Raw")),
+            json!({"tag": "KeyValue", "value": value}),
+        ];
+        block.extend(extra_block);
+        json!({"tag": "Import", "value": [
+            leaf("UniqueIdentifier", "TextString", json!("")),
+            leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
+            {"tag": "SymmetricKey", "value": [{"tag": "KeyBlock", "value": block}]},
+        ]})
+    }
+
+    async fn material(kms: &crate::kmip::kms::Kms, uid: &str) -> Value {
+        let got = run(kms, "alice", by_uid("Get", uid, vec![])).await;
+        let got = got.unwrap_or_else(|e| panic!("{e}"));
+        field(&got, "SymmetricKey").cloned().unwrap_or_default()[0]["value"][1]["value"][0]["value"]
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn imports_a_clear_key_with_its_exported_tags() {
+        let kms = kms().await;
+        let key = "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF";
+        let tags = json!({"tag": "Attribute", "value": [
+            leaf("VendorIdentification", "TextString", json!("cosmian")),
+            leaf("AttributeName", "TextString", json!("tag")),
+            leaf("AttributeValue", "TextString", json!("[\"_kk\",\"payments\"]")),
+        ]});
+        let request = import(
+            leaf("KeyMaterial", "ByteString", json!(key)),
+            vec![],
+            vec![tags],
+        );
+        let imported = uid(&run(&kms, "alice", request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(material(&kms, &imported).await, json!(key));
+        let o = kms
+            .store
+            .load(&imported)
+            .await
+            .ok()
+            .flatten()
+            .map(|o| o.tags);
+        let tags: Vec<String> = o.unwrap_or_default().into_iter().collect();
+        assert_eq!(tags, vec!["_kk".to_owned(), "payments".to_owned()]);
+        let short = import(
+            leaf("KeyMaterial", "ByteString", json!("0011")),
+            vec![],
+            vec![],
+        );
+        assert!(
+            fails(&kms, "alice", short)
+                .await
+                .contains("16, 24 or 32 bytes")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrapped_key_is_unwrapped_with_a_key_the_caller_may_use() {
+        let kms = kms().await;
+        let kek_uid = create(&kms, "alice", vec![]).await;
+        let kek =
+            crate::kmip::ttlv::decode_hex(material(&kms, &kek_uid).await.as_str().unwrap_or(""))
+                .unwrap_or_default();
+        let key = [7u8; 32];
+        let wrapped = key_wrap::wrap(WrapMode::Rfc5649, &kek, &key).unwrap_or_default();
+        let data = json!({"tag": "KeyWrappingData", "value": [
+            leaf("WrappingMethod", "Enumeration", json!("Encrypt")),
+            {"tag": "EncryptionKeyInformation", "value": [
+                leaf("UniqueIdentifier", "TextString", json!(kek_uid)),
+                {"tag": "CryptographicParameters", "value": [
+                    leaf("BlockCipherMode", "Enumeration", json!("AESKeyWrapPadding")),
+                ]},
+            ]},
+            leaf("EncodingOption", "Enumeration", json!("NoEncoding")),
+        ]});
+        let mut request = import(json!(null), vec![data], vec![]);
+        request["value"][2]["value"][0]["value"][1] = leaf(
+            "KeyValue",
+            "ByteString",
+            json!(crate::kmip::hex_upper(&wrapped)),
+        );
+        let text = fails(&kms, "bob", request.clone()).await;
+        assert!(text.starts_with("Access denied"), "{text}");
+        let imported = uid(&run(&kms, "alice", request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            material(&kms, &imported).await,
+            json!(crate::kmip::hex_upper(&key))
+        );
+    }
+}

@@ -107,3 +107,74 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     children.extend(hits.iter().map(|u| text("UniqueIdentifier", u)));
     Ok(Done::new(structure("LocateResponse", children), ""))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::kmip::testing::{create, fails, kms, leaf, run};
+
+    async fn locate(kms: &crate::kmip::kms::Kms, user: &str, filters: Vec<Value>) -> Vec<String> {
+        let request = json!({"tag": "Locate", "value": [{"tag": "Attributes", "value": filters}]});
+        let response = run(kms, user, request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        response["value"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|c| c["tag"] == "UniqueIdentifier")
+                    .filter_map(|c| c["value"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn filters_by_length_algorithm_type_and_owner() {
+        let kms = kms().await;
+        let small = create(
+            &kms,
+            "alice",
+            vec![leaf("CryptographicLength", "Integer", json!(128))],
+        )
+        .await;
+        let large = create(&kms, "alice", vec![]).await;
+        let theirs = create(&kms, "bob", vec![]).await;
+        let length = |n: i32| leaf("CryptographicLength", "Integer", json!(n));
+        assert_eq!(
+            locate(&kms, "alice", vec![length(128)]).await,
+            vec![small.clone()]
+        );
+        assert_eq!(
+            locate(&kms, "alice", vec![length(256)]).await,
+            vec![large.clone()]
+        );
+        assert_eq!(locate(&kms, "alice", vec![]).await.len(), 2);
+        assert_eq!(locate(&kms, "bob", vec![]).await, vec![theirs]);
+        let secret = leaf("ObjectType", "Enumeration", json!("SecretData"));
+        assert!(locate(&kms, "alice", vec![secret]).await.is_empty());
+        let pkcs8 = leaf("KeyFormatType", "Enumeration", json!("PKCS8"));
+        assert!(locate(&kms, "alice", vec![pkcs8]).await.is_empty());
+        let _ = kms
+            .store
+            .grant(&small, "bob", &["encrypt".to_owned()])
+            .await;
+        assert_eq!(locate(&kms, "bob", vec![length(128)]).await, vec![small]);
+        let mask =
+            json!({"tag": "Locate", "value": [leaf("StorageStatusMask", "Integer", json!(2))]});
+        assert!(
+            fails(&kms, "alice", mask)
+                .await
+                .contains("StorageStatusMask")
+        );
+        let usage = leaf("CryptographicUsageMask", "Integer", json!(4));
+        let request = json!({"tag": "Locate", "value": [{"tag": "Attributes", "value": [usage]}]});
+        assert!(
+            fails(&kms, "alice", request)
+                .await
+                .contains("CryptographicUsageMask")
+        );
+    }
+}

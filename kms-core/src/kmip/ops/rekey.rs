@@ -88,3 +88,29 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         new.uid,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::kmip::testing::{by_uid, create, fails, kms, run, uid};
+    use crate::object::State;
+
+    #[tokio::test]
+    async fn rekey_links_both_keys_and_carries_the_grants() {
+        let kms = kms().await;
+        let old = create(&kms, "alice", vec![]).await;
+        let _ = kms.store.grant(&old, "bob", &["encrypt".to_owned()]).await;
+        assert!(
+            fails(&kms, "bob", by_uid("ReKey", &old, vec![]))
+                .await
+                .starts_with("Item_Not_Found")
+        );
+        let new = uid(&run(&kms, "alice", by_uid("ReKey", &old, vec![]))
+            .await
+            .unwrap_or_else(|e| panic!("{e}")));
+        let before = kms.store.load(&old).await.ok().flatten();
+        assert_eq!(before.as_ref().map(|o| o.state), Some(State::Deactivated));
+        assert!(before.is_some_and(|o| o.meta.links.iter().any(|l| l.uid == new)));
+        let granted = kms.store.granted(&new, "bob").await.unwrap_or_default();
+        assert!(granted.contains("encrypt"));
+    }
+}

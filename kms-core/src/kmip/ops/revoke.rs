@@ -71,3 +71,64 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         uids.join(","),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kmip::testing::{by_uid, create, fails, kms, leaf, run};
+    use crate::object::State;
+
+    fn revoke(uid: &str, code: &str) -> serde_json::Value {
+        by_uid(
+            "Revoke",
+            uid,
+            vec![json!({"tag": "RevocationReason", "value": [
+            leaf("RevocationReasonCode", "Enumeration", json!(code))]})],
+        )
+    }
+
+    #[tokio::test]
+    async fn revocation_moves_the_state() {
+        let kms = kms().await;
+        let uid = create(&kms, "alice", vec![]).await;
+        assert!(
+            fails(&kms, "bob", revoke(&uid, "Unspecified"))
+                .await
+                .starts_with("Item_Not_Found")
+        );
+        assert!(
+            run(&kms, "alice", revoke(&uid, "Unspecified"))
+                .await
+                .is_ok()
+        );
+        let state = |o: Option<crate::object::ManagedObject>| o.map(|o| o.state);
+        assert_eq!(
+            state(kms.store.load(&uid).await.ok().flatten()),
+            Some(State::Deactivated)
+        );
+        assert!(
+            run(&kms, "alice", revoke(&uid, "KeyCompromise"))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            state(kms.store.load(&uid).await.ok().flatten()),
+            Some(State::Compromised)
+        );
+        let dated = by_uid(
+            "Revoke",
+            &uid,
+            vec![leaf(
+                "CompromiseOccurrenceDate",
+                "DateTime",
+                json!("2024-01-01T00:00:00Z"),
+            )],
+        );
+        assert!(
+            fails(&kms, "alice", dated)
+                .await
+                .contains("CompromiseOccurrenceDate")
+        );
+    }
+}
