@@ -53,6 +53,10 @@ pub struct Flags {
     /// Subject CN the proxy's client certificate must carry (repeatable; comma-separated in env)
     #[arg(long, env = "KMS_PROXY_ALLOWED_CN", value_delimiter = ',')]
     pub proxy_allowed_cn: Vec<String>,
+    /// Seconds between checks for keys whose rotation policy makes them due for rotation
+    #[arg(long, env = "KMS_CORE_ROTATION_CHECK_INTERVAL", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub rotation_check_interval: u64,
     /// Log format: json (default: every audit line is one JSON object) or text
     #[arg(long, env = "KMS_LOG_FORMAT", default_value = "json")]
     pub log_format: String,

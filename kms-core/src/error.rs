@@ -48,6 +48,9 @@ pub enum KmsError {
     /// filter): refused by name, never ignored.
     #[error("Feature_Not_Supported: {0}")]
     NotSupported(String),
+    /// A client tried to change an attribute only the server sets.
+    #[error("Attribute_Read_Only: {0}")]
+    ReadOnly(String),
     /// The object is `Sensitive`: its material is never returned.
     #[error("Sensitive: DENIED")]
     Sensitive,
@@ -77,6 +80,7 @@ impl KmsError {
             | Self::Database(_)
             | Self::PlaceholderId
             | Self::NotSupported(_)
+            | Self::ReadOnly(_)
             | Self::Sensitive => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
@@ -98,6 +102,7 @@ impl KmsError {
             Self::UnknownOperation(_) => "Operation_Not_Supported",
             Self::NotSupported(_) => "Feature_Not_Supported",
             Self::Sensitive => "Sensitive",
+            Self::ReadOnly(_) => "Attribute_Read_Only",
             Self::InvalidRequest(_)
             | Self::Database(_)
             | Self::PlaceholderId

@@ -139,6 +139,7 @@ pub struct App {
     state: Arc<AppState>,
     registry: Registry,
     socket: std::path::PathBuf,
+    rotation_every: std::time::Duration,
 }
 
 impl App {
@@ -191,6 +192,7 @@ impl App {
             state,
             registry,
             socket: flags.socket.clone(),
+            rotation_every: std::time::Duration::from_secs(flags.rotation_check_interval),
         })
     }
 
@@ -207,6 +209,11 @@ impl App {
         tracing::info!("admin listening on http://{admin_address}");
         tracing::info!("kms-core listening on unix:{}", self.socket.display());
         let admin = tokio::spawn(admin::serve(self.admin, self.state.clone(), self.registry));
+        let rotation = {
+            let state = self.state.clone();
+            let every = self.rotation_every;
+            tokio::spawn(async move { kmip::rotation::run(&state.kms, every).await })
+        };
         let tracker = tokio_util::task::TaskTracker::new();
         let tcp_task = self.tcp.map(|(listener, acceptor)| {
             let scheme = if acceptor.is_some() { "https" } else { "http" };
@@ -237,6 +244,7 @@ impl App {
         tracker.close();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(30), tracker.wait()).await;
         admin.abort();
+        rotation.abort();
         let _ = std::fs::remove_file(&self.socket);
         tracing::info!("kms-core stopped");
     }

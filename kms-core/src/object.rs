@@ -169,6 +169,23 @@ pub struct WrappedBy {
     pub uid: String,
 }
 
+/// A KMIP `Name` attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Name {
+    pub value: String,
+    /// `UninterpretedTextString` or `URI`.
+    pub name_type: String,
+}
+
+/// A vendor attribute other than the reference's tags, kept as given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorAttribute {
+    pub vendor: String,
+    pub name: String,
+    /// The `AttributeValue` node, as JSON TTLV (any type).
+    pub value: serde_json::Value,
+}
+
 /// Attributes kept as JSON in the `meta` column.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -182,6 +199,12 @@ pub struct Meta {
     /// refuse it), only used.
     pub sensitive: bool,
     pub wrapped_by: Option<WrappedBy>,
+    pub names: Vec<Name>,
+    pub vendor: Vec<VendorAttribute>,
+    /// Rotation policy: rotate automatically every this many seconds.
+    pub rotate_interval: Option<i64>,
+    /// Rotation policy: the first rotation this many seconds after activation.
+    pub rotate_offset: Option<i64>,
 }
 
 /// One managed object as stored.
@@ -204,6 +227,8 @@ pub struct ManagedObject {
     pub wrapping: crate::wrapping::Wrapping,
     pub meta: Meta,
     pub tags: BTreeSet<String>,
+    /// When an automatic rotation is next due (rotation policy), in Unix seconds.
+    pub rotate_at: Option<i64>,
 }
 
 impl ManagedObject {
@@ -255,6 +280,7 @@ pub(crate) mod tests {
             wrapping: crate::wrapping::Wrapping::Master,
             meta: Meta::default(),
             tags: BTreeSet::new(),
+            rotate_at: None,
         }
     }
 

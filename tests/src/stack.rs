@@ -28,6 +28,9 @@ pub fn core_args(data_dir: &std::path::Path, database_url: Option<&str>) -> Vec<
         "--dev".into(),
         "--admin-address".into(),
         "127.0.0.1:0".into(),
+        // Rotation policies in tests use intervals of seconds.
+        "--rotation-check-interval".into(),
+        "1".into(),
     ];
     if let Some(url) = database_url {
         args.extend(["--database-url".into(), url.into()]);

@@ -204,14 +204,14 @@ async fn nothing_is_ignored(stack: &Stack) -> Result<()> {
         "{text}"
     );
     // A Locate filter we do not implement is refused, not dropped.
-    let by_name = json!({"tag": "Locate", "value": [{"tag": "Attributes", "value": [
-        {"tag": "Name", "value": [leaf("NameValue", "TextString", json!("x"))]},
+    let by_mask = json!({"tag": "Locate", "value": [{"tag": "Attributes", "value": [
+        leaf("CryptographicUsageMask", "Integer", json!(4)),
     ]}]});
     expect(
         stack,
-        &by_name,
+        &by_mask,
         422,
-        "Feature_Not_Supported: Locate.Attributes.Name is not supported by this server",
+        "Feature_Not_Supported: Locate.Attributes.CryptographicUsageMask is not supported by this server",
     )
     .await?;
     // A batch that asks to stop at the first failure is refused (items always continue).
@@ -545,7 +545,122 @@ async fn grants_follow_rekey_and_show_attributes(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+fn new_attribute(op: &str, uid: &str, attribute: Value) -> Value {
+    by_uid(
+        op,
+        uid,
+        vec![json!({"tag": "NewAttribute", "value": [attribute]})],
+    )
+}
+
+fn name(value: &str) -> Value {
+    json!({"tag": "Name", "value": [
+        leaf("NameValue", "TextString", json!(value)),
+        leaf("NameType", "Enumeration", json!("UninterpretedTextString")),
+    ]})
+}
+
+async fn attributes_and_rotation(stack: &Stack) -> Result<()> {
+    let uid = create(stack, &[]).await?;
+    let first = format!("payments-{}", std::process::id());
+    let second = format!("{first}-v2");
+    stack
+        .ok(&new_attribute("SetAttribute", &uid, name(&first)))
+        .await?;
+    assert_eq!(locate(stack, vec![name(&first)]).await?, vec![uid.clone()]);
+    stack
+        .ok(&new_attribute("ModifyAttribute", &uid, name(&second)))
+        .await?;
+    assert!(locate(stack, vec![name(&first)]).await?.is_empty());
+    assert_eq!(locate(stack, vec![name(&second)]).await?, vec![uid.clone()]);
+    // A vendor attribute of any type is kept and returned.
+    let vendor_bytes = json!({"tag": "Attribute", "value": [
+        leaf("VendorIdentification", "TextString", json!("cosmian")),
+        leaf("AttributeName", "TextString", json!("myattr")),
+        leaf("AttributeValue", "ByteString", json!("0102")),
+    ]});
+    stack
+        .ok(&new_attribute("SetAttribute", &uid, vendor_bytes))
+        .await?;
+    let got = stack
+        .ok(&by_uid("GetAttributes", &uid, vec![]))
+        .await?
+        .to_string();
+    assert!(
+        got.contains("myattr") && got.contains(r#""value":"0102""#),
+        "{got}"
+    );
+    assert!(got.contains(&second));
+    let list = stack
+        .ok(&by_uid("GetAttributeList", &uid, vec![]))
+        .await?
+        .to_string();
+    assert!(list.contains(r#""value":"Name""#), "{list}");
+    // What only the server sets, or may no longer change, is refused.
+    let length = leaf("CryptographicLength", "Integer", json!(128));
+    let (status, text) = stack
+        .kmip(&new_attribute("SetAttribute", &uid, length))
+        .await?;
+    assert_eq!(status, 422);
+    assert!(text.starts_with("Attribute_Read_Only"), "{text}");
+    let activation = leaf("ActivationDate", "DateTime", json!("2030-01-01T00:00:00Z"));
+    let (status, text) = stack
+        .kmip(&new_attribute("SetAttribute", &uid, activation))
+        .await?;
+    assert_eq!(status, 422);
+    assert!(text.starts_with("Wrong_Key_Lifecycle_State"), "{text}");
+    let delete = by_uid(
+        "DeleteAttribute",
+        &uid,
+        vec![json!({"tag": "CurrentAttribute", "value": [name(&second)]})],
+    );
+    stack.ok(&delete).await?;
+    assert!(locate(stack, vec![name(&second)]).await?.is_empty());
+
+    // A rotation policy of one second: the core re-keys on its own; the name follows.
+    stack
+        .ok(&new_attribute("SetAttribute", &uid, name(&first)))
+        .await?;
+    let interval = leaf("RotateInterval", "LongInteger", json!("0x0000000000000001"));
+    stack
+        .ok(&new_attribute("SetAttribute", &uid, interval))
+        .await?;
+    let mut current = uid.clone();
+    for _ in 0..100 {
+        current = locate(stack, vec![name(&first)])
+            .await?
+            .pop()
+            .unwrap_or_default();
+        if current != uid {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_ne!(current, uid, "the key was not rotated within 10 s");
+    let old = stack
+        .ok(&by_uid("GetAttributes", &uid, vec![]))
+        .await?
+        .to_string();
+    assert!(
+        old.contains("ReplacementObjectLink") && old.contains("Deactivated"),
+        "{old}"
+    );
+    // Turning the policy off stops the rotations.
+    let off = leaf("RotateInterval", "LongInteger", json!("0x0000000000000000"));
+    let newest = locate(stack, vec![name(&first)])
+        .await?
+        .pop()
+        .unwrap_or_default();
+    stack
+        .ok(&new_attribute("SetAttribute", &newest, off))
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(locate(stack, vec![name(&first)]).await?, vec![newest]);
+    Ok(())
+}
+
 async fn all(stack: &Stack) -> Result<()> {
+    attributes_and_rotation(stack).await?;
     nothing_is_ignored(stack).await?;
     key_wrapping(stack).await?;
     sensitive_keys(stack).await?;

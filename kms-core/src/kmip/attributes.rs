@@ -8,7 +8,7 @@ use crate::error::KmsError;
 use crate::kmip::build::{boolean, bytes, date, enumeration, int, interval, long, structure, text};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::ttlv::{Ttlv, decode_hex};
-use crate::object::{ManagedObject, ObjectType, State};
+use crate::object::{ManagedObject, Name, ObjectType, State};
 
 /// What an `Attributes` structure is for: the attributes of a new object (Create, Import,
 /// Register), or the filters of a Locate.
@@ -33,6 +33,8 @@ pub struct RequestAttributes<'a> {
     pub tags: Option<BTreeSet<String>>,
     /// The reference's vendor attribute `cosmian:wrapping_key_id`.
     pub wrapping_key_id: Option<&'a str>,
+    /// `Name` values (a Locate filter takes one).
+    pub names: Vec<Name>,
 }
 
 /// Attributes the server maintains itself. On a new object they may be present (an object
@@ -77,6 +79,28 @@ pub fn parse<'a>(
     out.uid = f.text("UniqueIdentifier")?;
     for attribute in f.all("Attribute") {
         vendor_attribute(attribute, &mut out, f.path())?;
+    }
+    for name in f.all("Name") {
+        let mut n = Fields::of(name, format!("{}.Name", f.path()))?;
+        let value = n.text("NameValue")?.unwrap_or_default();
+        let name_type = n
+            .enumeration("NameType")?
+            .unwrap_or("UninterpretedTextString");
+        n.finish()?;
+        if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+            return Err(KmsError::InvalidRequest(format!(
+                "Name {value:?}: 1 to 256 bytes, no control characters"
+            )));
+        }
+        out.names.push(Name {
+            value: value.to_owned(),
+            name_type: name_type.to_owned(),
+        });
+    }
+    if purpose == Purpose::Filter && out.names.len() > 1 {
+        return Err(KmsError::InvalidRequest(
+            "Locate: at most one Name filter".into(),
+        ));
     }
     match purpose {
         Purpose::New => {
@@ -183,6 +207,15 @@ pub fn of(o: &ManagedObject) -> Vec<Ttlv> {
             ],
         ));
     }
+    for name in &o.meta.names {
+        out.push(structure(
+            "Name",
+            vec![
+                text("NameValue", &name.value),
+                enumeration("NameType", &name.name_type),
+            ],
+        ));
+    }
     out.push(boolean("NeverExtractable", o.is_resident()));
     out.push(enumeration("ObjectType", o.object_type.name()));
     out.push(date("OriginalCreationDate", o.created_at));
@@ -194,9 +227,16 @@ pub fn of(o: &ManagedObject) -> Vec<Ttlv> {
             int("CryptographicLength", 256),
         ],
     ));
+    if o.meta.rotate_interval.is_some() {
+        out.push(boolean("RotateAutomatic", true));
+    }
     if let Some(generation) = o.meta.rotate_generation {
         out.push(int("RotateGeneration", generation));
-        out.push(long("RotateInterval", 0));
+    }
+    if o.meta.rotate_generation.is_some() || o.meta.rotate_interval.is_some() {
+        out.push(long("RotateInterval", o.meta.rotate_interval.unwrap_or(0)));
+    }
+    if o.meta.rotate_generation.is_some() {
         out.push(boolean(
             "RotateLatest",
             o.meta
@@ -205,9 +245,22 @@ pub fn of(o: &ManagedObject) -> Vec<Ttlv> {
                 .all(|l| l.link_type != "ReplacementObjectLink"),
         ));
     }
+    if let Some(offset) = o.meta.rotate_offset {
+        out.push(long("RotateOffset", offset));
+    }
     out.push(boolean("Sensitive", o.meta.sensitive));
     out.push(text("ShortUniqueIdentifier", ""));
     out.push(enumeration("State", o.state.name()));
     out.push(text("UniqueIdentifier", &o.uid));
+    for v in &o.meta.vendor {
+        let mut children = vec![
+            text("VendorIdentification", &v.vendor),
+            text("AttributeName", &v.name),
+        ];
+        if let Ok(value) = Ttlv::from_json(&v.value) {
+            children.push(value);
+        }
+        out.push(structure("Attribute", children));
+    }
     out
 }

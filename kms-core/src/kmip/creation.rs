@@ -59,6 +59,7 @@ impl NewKey {
                 ..Meta::default()
             },
             tags,
+            rotate_at: None,
         }
     }
 }

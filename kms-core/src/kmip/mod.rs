@@ -7,11 +7,13 @@ pub mod build;
 pub mod creation;
 pub mod fields;
 pub mod kms;
+pub mod mutable;
 pub mod names;
 pub mod operation;
 pub mod ops;
 pub mod params;
 pub mod resolve;
+pub mod rotation;
 #[cfg(test)]
 pub mod testing;
 pub mod ttlv;

@@ -49,11 +49,11 @@ operations! {
     Get => "Get", Some("get"), true;
     Export => "Export", Some("export"), true;
     GetAttributes => "GetAttributes", Some("getattributes"), true;
-    GetAttributeList => "GetAttributeList", Some("getattributes"), false;
-    SetAttribute => "SetAttribute", Some("setattribute"), false;
-    AddAttribute => "AddAttribute", Some("addattribute"), false;
-    ModifyAttribute => "ModifyAttribute", Some("modifyattribute"), false;
-    DeleteAttribute => "DeleteAttribute", Some("deleteattribute"), false;
+    GetAttributeList => "GetAttributeList", Some("getattributes"), true;
+    SetAttribute => "SetAttribute", Some("setattribute"), true;
+    AddAttribute => "AddAttribute", Some("addattribute"), true;
+    ModifyAttribute => "ModifyAttribute", Some("modifyattribute"), true;
+    DeleteAttribute => "DeleteAttribute", Some("deleteattribute"), true;
     Locate => "Locate", Some("locate"), true;
     Activate => "Activate", Some("activate"), true;
     Revoke => "Revoke", Some("revoke"), true;

@@ -21,6 +21,7 @@ pub struct LocateFilter {
     pub state: Option<State>,
     pub tags: BTreeSet<String>,
     pub uid: Option<String>,
+    pub name: Option<String>,
     pub impossible: bool,
 }
 
@@ -69,6 +70,12 @@ fn query(user: &str, filter: &LocateFilter) -> (String, Vec<String>) {
     if let Some(uid) = &filter.uid {
         let p = next(uid.clone(), &mut values);
         sql.push_str(&format!(" AND o.uid = {p}"));
+    }
+    if let Some(name) = &filter.name {
+        let p = next(name.clone(), &mut values);
+        sql.push_str(&format!(
+            " AND o.uid IN (SELECT n.uid FROM object_names n WHERE n.name = {p})"
+        ));
     }
     match filter.state {
         Some(state) => {

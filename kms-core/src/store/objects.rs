@@ -13,7 +13,7 @@ use crate::object::{Algorithm, ManagedObject, Meta, ObjectType, State};
 macro_rules! columns {
     () => {
         "uid, owner, object_type, state, algorithm, length_bits, usage_mask, activation_date, \
-         deactivation_date, created_at, last_change, wrapped_key, meta, wrapping"
+         deactivation_date, created_at, last_change, wrapped_key, meta, wrapping, rotate_at"
     };
 }
 
@@ -44,6 +44,7 @@ impl Store {
             last_change: row.try_get("last_change")?,
             wrapped_key: B64.decode(wrapped).map_err(|e| corrupt(&uid, e))?,
             meta: serde_json::from_str::<Meta>(&meta).map_err(|e| corrupt(&uid, e))?,
+            rotate_at: row.try_get("rotate_at")?,
             tags,
             uid,
         })
@@ -110,7 +111,7 @@ impl Store {
         let inserted = sqlx::query(concat!(
             "INSERT INTO objects (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(&o.uid)
         .bind(&o.owner)
@@ -126,6 +127,7 @@ impl Store {
         .bind(B64.encode(&o.wrapped_key))
         .bind(meta)
         .bind(o.wrapping.as_str())
+        .bind(o.rotate_at)
         .execute(&mut **tx)
         .await;
         match inserted {
@@ -144,18 +146,32 @@ impl Store {
         Self::insert_in(tx, o).await
     }
 
+    /// Replaces the tag and name rows of `o` (both are searched in SQL).
     async fn write_tags(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         o: &ManagedObject,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM object_tags WHERE uid = $1")
-            .bind(&o.uid)
-            .execute(&mut **tx)
-            .await?;
+        for statement in [
+            "DELETE FROM object_tags WHERE uid = $1",
+            "DELETE FROM object_names WHERE uid = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(&o.uid)
+                .execute(&mut **tx)
+                .await?;
+        }
         for tag in &o.tags {
             sqlx::query("INSERT INTO object_tags (uid, tag) VALUES ($1, $2)")
                 .bind(&o.uid)
                 .bind(tag)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let names: BTreeSet<&str> = o.meta.names.iter().map(|n| n.value.as_str()).collect();
+        for name in names {
+            sqlx::query("INSERT INTO object_names (uid, name) VALUES ($1, $2)")
+                .bind(&o.uid)
+                .bind(name)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -169,7 +185,7 @@ impl Store {
         let meta = serde_json::to_string(&o.meta).map_err(|e| corrupt(&o.uid, e))?;
         sqlx::query(
             "UPDATE objects SET state = $2, activation_date = $3, deactivation_date = $4, \
-             last_change = $5, meta = $6, usage_mask = $7 WHERE uid = $1",
+             last_change = $5, meta = $6, usage_mask = $7, rotate_at = $8 WHERE uid = $1",
         )
         .bind(&o.uid)
         .bind(o.state.name())
@@ -178,6 +194,7 @@ impl Store {
         .bind(o.last_change)
         .bind(meta)
         .bind(i64::from(o.usage_mask))
+        .bind(o.rotate_at)
         .execute(&mut **tx)
         .await?;
         Self::write_tags(tx, o).await
@@ -259,7 +276,16 @@ impl Store {
     /// ReKey: the old object updated, the new one inserted with the old one's grants, atomically.
     pub async fn rekey(&self, old: &ManagedObject, new: &ManagedObject) -> Result<(), StoreError> {
         let mut w = self.write().await?;
-        let tx = &mut w.tx;
+        Self::rekey_in(&mut w.tx, old, new).await?;
+        w.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rekey_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        old: &ManagedObject,
+        new: &ManagedObject,
+    ) -> Result<(), StoreError> {
         Self::update_in(tx, old).await?;
         Self::create_in(tx, new).await?;
         // Whoever could use the old key can use its replacement.
@@ -271,8 +297,50 @@ impl Store {
         .bind(&old.uid)
         .execute(&mut **tx)
         .await?;
-        w.tx.commit().await?;
         Ok(())
+    }
+
+    /// An automatic rotation: as [`Self::rekey`], only if the old key is still due at `due`
+    /// (another core sharing the database may have rotated it). False when it was not.
+    pub async fn rekey_if_due(
+        &self,
+        old: &ManagedObject,
+        new: &ManagedObject,
+        due: i64,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.write().await?;
+        let tx = &mut w.tx;
+        let claimed =
+            sqlx::query("UPDATE objects SET rotate_at = NULL WHERE uid = $1 AND rotate_at = $2")
+                .bind(&old.uid)
+                .bind(due)
+                .execute(&mut **tx)
+                .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        Self::rekey_in(tx, old, new).await?;
+        w.tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Keys whose automatic rotation is due at `now`: uid and due time, oldest due first.
+    pub async fn due_for_rotation(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT uid, rotate_at FROM objects WHERE rotate_at IS NOT NULL AND rotate_at <= $1 \
+             ORDER BY rotate_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("uid")?, r.try_get("rotate_at")?)))
+            .collect()
     }
 
     /// Removes an object, its tags and its grants; its uid stays retired (never reused).
@@ -290,6 +358,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         for statement in [
             "DELETE FROM object_tags WHERE uid = $1",
+            "DELETE FROM object_names WHERE uid = $1",
             "DELETE FROM grants WHERE uid = $1",
             "DELETE FROM objects WHERE uid = $1",
         ] {

@@ -101,6 +101,8 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         object.meta.wrapped_by = wrapped_by;
         object
     };
+    let mut object = object;
+    object.meta.names = a.names;
     if let Err(e) = kms.store.insert(&object).await {
         // A key generated in the HSM for a uid the store refused must not stay there.
         if object.is_resident() {

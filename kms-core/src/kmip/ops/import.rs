@@ -225,6 +225,11 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     };
     let mut object = kms.new_key(new, &material)?;
     object.meta.wrapped_by = wrapped_by.map(|uid| WrappedBy { uid });
+    object.meta.names = if outer.names.is_empty() {
+        inner.names
+    } else {
+        outer.names
+    };
     if replace {
         kms.store.replace(&object).await?;
     } else {

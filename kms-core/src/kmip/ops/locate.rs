@@ -68,6 +68,7 @@ impl Request {
                 _ => filter.impossible = true,
             }
         }
+        filter.name = a.names.into_iter().next().map(|n| n.value);
         if let Some(uid) = a.uid {
             filter.uid = Some(uid.to_owned());
         }

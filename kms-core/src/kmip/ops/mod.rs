@@ -2,15 +2,20 @@
 //! implement, by name) and runs it. Dispatch is in [`crate::kmip::kms`].
 
 pub mod activate;
+pub mod add_attribute;
 pub mod create;
 pub mod decrypt;
+pub mod delete_attribute;
 pub mod destroy;
 pub mod discover_versions;
 pub mod encrypt;
 pub mod get;
+pub mod get_attribute_list;
 pub mod get_attributes;
 pub mod import;
 pub mod locate;
+pub mod modify_attribute;
 pub mod query;
 pub mod rekey;
 pub mod revoke;
+pub mod set_attribute;

@@ -11,7 +11,7 @@ use crate::kmip::kms::{Done, Kms};
 use crate::kmip::operation::Operation;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
-use crate::object::{Link, State, now};
+use crate::object::{Link, ManagedObject, State, now};
 
 pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let mut f = Fields::of(node, "ReKey")?;
@@ -47,6 +47,17 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             old.state.name()
         )));
     }
+    let new = replacement(kms, &mut old)?;
+    kms.store.rekey(&old, &new).await?;
+    Ok(Done::new(
+        structure("ReKeyResponse", vec![text("UniqueIdentifier", &new.uid)]),
+        new.uid,
+    ))
+}
+
+/// The key that replaces `old` (same owner, kind, usage and user tags; linked both ways;
+/// the name and rotation policy move to it), with `old` deactivated. The caller stores both.
+pub fn replacement(kms: &Kms, old: &mut ManagedObject) -> Result<ManagedObject, KmsError> {
     let key = crate::crypto::random(usize::try_from(old.length_bits / 8).unwrap_or(32))?;
     let user_tags: BTreeSet<String> = old
         .tags
@@ -69,6 +80,13 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         uid: old.uid.clone(),
     }];
     new.meta.rotate_generation = Some(old.meta.rotate_generation.unwrap_or(0) + 1);
+    new.meta.wrapped_by = old.meta.wrapped_by.clone();
+    // The name and the rotation policy move to the replacement, which is now the current key.
+    new.meta.names = std::mem::take(&mut old.meta.names);
+    new.meta.rotate_interval = old.meta.rotate_interval.take();
+    old.meta.rotate_offset = None;
+    old.rotate_at = None;
+    crate::kmip::mutable::schedule(&mut new);
     if old.state == State::Active {
         old.state = State::Deactivated;
         old.deactivation_date = Some(now());
@@ -82,11 +100,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     });
     old.meta.rotate_generation.get_or_insert(0);
     old.last_change = now();
-    kms.store.rekey(&old, &new).await?;
-    Ok(Done::new(
-        structure("ReKeyResponse", vec![text("UniqueIdentifier", &new.uid)]),
-        new.uid,
-    ))
+    Ok(new)
 }
 
 #[cfg(test)]
