@@ -201,6 +201,8 @@ pub struct Meta {
     pub wrapped_by: Option<WrappedBy>,
     pub names: Vec<Name>,
     pub vendor: Vec<VendorAttribute>,
+    /// `SecretDataType` of secret data, `OpaqueDataType` of an opaque object.
+    pub data_type: Option<String>,
     /// Rotation policy: rotate automatically every this many seconds.
     pub rotate_interval: Option<i64>,
     /// Rotation policy: the first rotation this many seconds after activation.
@@ -214,7 +216,8 @@ pub struct ManagedObject {
     pub owner: String,
     pub object_type: ObjectType,
     pub state: State,
-    pub algorithm: Algorithm,
+    /// The key's algorithm; none for secret data and opaque objects.
+    pub algorithm: Option<Algorithm>,
     pub length_bits: i32,
     pub usage_mask: i32,
     pub activation_date: Option<i64>,
@@ -250,6 +253,17 @@ impl ManagedObject {
 /// The system tag the reference adds to every symmetric key.
 pub const SYMMETRIC_KEY_TAG: &str = "_kk";
 
+impl ObjectType {
+    /// The system tag the reference adds to objects of this type, if any.
+    pub fn system_tag(self) -> Option<&'static str> {
+        match self {
+            Self::SymmetricKey => Some(SYMMETRIC_KEY_TAG),
+            Self::SecretData => Some("_sd"),
+            _ => None,
+        }
+    }
+}
+
 /// Now, in Unix seconds.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -269,7 +283,7 @@ pub(crate) mod tests {
             owner: "o".into(),
             object_type: ObjectType::SymmetricKey,
             state,
-            algorithm: Algorithm::Aes,
+            algorithm: Some(Algorithm::Aes),
             length_bits: 256,
             usage_mask: 12,
             activation_date: activation,

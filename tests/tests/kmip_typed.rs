@@ -659,7 +659,125 @@ async fn attributes_and_rotation(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+/// `ckms secret-data create` and `opaque-object create` as the reference CLI sends them
+/// (exchanges 0164 and 0169), then get, revoke and destroy.
+async fn secret_data_and_opaque_objects(stack: &Stack) -> Result<()> {
+    let tag = format!("sd-{}", std::process::id());
+    let secret = json!({"tag": "Import", "value": [
+        leaf("UniqueIdentifier", "TextString", json!("")),
+        leaf("ObjectType", "Enumeration", json!("SecretData")),
+        leaf("ReplaceExisting", "Boolean", json!(false)),
+        {"tag": "Attributes", "value": [
+            leaf("ActivationDate", "DateTime", json!(now())),
+            leaf("CryptographicUsageMask", "Integer", json!(1_051_136)),
+            leaf("KeyFormatType", "Enumeration", json!("Raw")),
+            leaf("ObjectType", "Enumeration", json!("SecretData")),
+            vendor("tag", &serde_json::to_string(&[&tag])?),
+        ]},
+        {"tag": "SecretData", "value": [
+            leaf("SecretDataType", "Enumeration", json!("Seed")),
+            {"tag": "KeyBlock", "value": [
+                leaf("KeyFormatType", "Enumeration", json!("Raw")),
+                {"tag": "KeyValue", "value": [
+                    leaf("KeyMaterial", "ByteString", json!(hex(b"s3cret"))),
+                    {"tag": "Attributes", "value": [
+                        leaf("CryptographicUsageMask", "Integer", json!(1_051_136)),
+                        leaf("KeyFormatType", "Enumeration", json!("Raw")),
+                        leaf("ObjectType", "Enumeration", json!("SecretData")),
+                    ]},
+                ]},
+            ]},
+        ]},
+    ]});
+    let uid = uid_of(&stack.ok(&secret).await?);
+    let got = stack
+        .ok(&by_uid(
+            "Get",
+            &uid,
+            vec![leaf("KeyWrapType", "Enumeration", json!("AsRegistered"))],
+        ))
+        .await?;
+    let object = field(&got, "SecretData").context("SecretData")?;
+    assert_eq!(object[0]["value"], json!("Seed"));
+    let material = &object[1]["value"][1]["value"][0]["value"];
+    assert_eq!(material, &json!(hex(b"s3cret")));
+    assert!(object.to_string().contains("_sd"), "system tag: {object}");
+    let secret_type = leaf("ObjectType", "Enumeration", json!("SecretData"));
+    assert_eq!(
+        locate(
+            stack,
+            vec![secret_type, vendor("tag", &serde_json::to_string(&[&tag])?)]
+        )
+        .await?,
+        vec![uid.clone()]
+    );
+    // A secret is not a key: no Encrypt with it.
+    let encrypt = by_uid(
+        "Encrypt",
+        &uid,
+        vec![leaf("Data", "ByteString", json!("00"))],
+    );
+    let (status, text) = stack.kmip(&encrypt).await?;
+    assert_eq!((status, text.contains("not a key")), (422, true), "{text}");
+    // A random seed from Create.
+    let seed = json!({"tag": "Create", "value": [
+        leaf("ObjectType", "Enumeration", json!("SecretData")),
+        {"tag": "Attributes", "value": [leaf("ActivationDate", "DateTime", json!(now()))]},
+    ]});
+    let seed = uid_of(&stack.ok(&seed).await?);
+    let got = stack.ok(&by_uid("Get", &seed, vec![])).await?;
+    let material =
+        field(&got, "SecretData").context("SecretData")?[1]["value"][1]["value"][0]["value"]
+            .clone();
+    assert_eq!(material.as_str().map(str::len), Some(64), "a 32-byte seed");
+    let opaque = json!({"tag": "Import", "value": [
+        leaf("UniqueIdentifier", "TextString", json!("")),
+        leaf("ObjectType", "Enumeration", json!("OpaqueObject")),
+        leaf("ReplaceExisting", "Boolean", json!(false)),
+        {"tag": "Attributes", "value": [leaf("ActivationDate", "DateTime", json!(now())), vendor("tag", "[]")]},
+        {"tag": "OpaqueObject", "value": [
+            leaf("OpaqueDataType", "Enumeration", json!("Vendor")),
+            leaf("OpaqueDataValue", "ByteString", json!(hex(b"opaque"))),
+        ]},
+    ]});
+    let opaque = uid_of(&stack.ok(&opaque).await?);
+    let got = stack
+        .ok(&by_uid(
+            "Get",
+            &opaque,
+            vec![leaf("KeyWrapType", "Enumeration", json!("AsRegistered"))],
+        ))
+        .await?;
+    assert_eq!(
+        field(&got, "OpaqueObject").map(|o| o[1]["value"].clone()),
+        Some(json!(hex(b"opaque")))
+    );
+    for id in [&uid, &opaque] {
+        let revoke = by_uid(
+            "Revoke",
+            id,
+            vec![
+                json!({"tag": "RevocationReason", "value": [
+                    leaf("RevocationReasonCode", "Enumeration", json!("Unspecified")),
+                    leaf("RevocationMessage", "TextString", json!("x")),
+                ]}),
+                leaf("Cascade", "Boolean", json!(true)),
+            ],
+        );
+        stack.ok(&revoke).await?;
+        stack
+            .ok(&by_uid(
+                "Destroy",
+                id,
+                vec![leaf("Cascade", "Boolean", json!(true))],
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
 async fn all(stack: &Stack) -> Result<()> {
+    secret_data_and_opaque_objects(stack).await?;
     attributes_and_rotation(stack).await?;
     nothing_is_ignored(stack).await?;
     key_wrapping(stack).await?;

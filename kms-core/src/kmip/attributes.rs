@@ -177,8 +177,10 @@ pub fn of(o: &ManagedObject) -> Vec<Ttlv> {
         out.push(date("ActivationDate", d));
     }
     out.push(boolean("AlwaysSensitive", o.meta.sensitive));
-    out.push(enumeration("CryptographicAlgorithm", o.algorithm.name()));
-    out.push(int("CryptographicLength", o.length_bits));
+    if let Some(algorithm) = o.algorithm {
+        out.push(enumeration("CryptographicAlgorithm", algorithm.name()));
+        out.push(int("CryptographicLength", o.length_bits));
+    }
     out.push(int("CryptographicUsageMask", o.usage_mask));
     if let Some(d) = o.deactivation_date {
         out.push(date("DeactivationDate", d));

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::error::KmsError;
 use crate::kmip::kms::Kms;
-use crate::object::{Algorithm, ManagedObject, Meta, ObjectType, SYMMETRIC_KEY_TAG, State, now};
+use crate::object::{Algorithm, ManagedObject, Meta, ObjectType, State, now};
 use crate::wrapping::Wrapping;
 
 /// The prefix that puts a key inside the HSM, matched exactly.
@@ -19,8 +19,13 @@ pub const MASK_UNWRAP_KEY: i32 = 0x20;
 pub const MASK_UNRESTRICTED: i32 = 0x0020_0000;
 pub const DEFAULT_CREATE_MASK: i32 = 2108;
 
-/// What a new symmetric key is, before its material exists.
+/// What a new object is, before its material exists.
 pub struct NewKey {
+    pub object_type: ObjectType,
+    /// None for secret data and opaque objects.
+    pub algorithm: Option<Algorithm>,
+    /// `SecretDataType` or `OpaqueDataType`.
+    pub data_type: Option<String>,
     pub owner: String,
     pub uid: String,
     pub length_bits: i32,
@@ -36,16 +41,16 @@ impl NewKey {
     fn object(self) -> ManagedObject {
         let t = now();
         let mut tags = self.tags;
-        tags.insert(SYMMETRIC_KEY_TAG.to_owned());
+        tags.extend(self.object_type.system_tag().map(str::to_owned));
         ManagedObject {
             uid: self.uid,
             owner: self.owner,
-            object_type: ObjectType::SymmetricKey,
+            object_type: self.object_type,
             state: match self.activation {
                 Some(d) if d <= t => State::Active,
                 _ => State::PreActive,
             },
-            algorithm: Algorithm::Aes,
+            algorithm: self.algorithm,
             length_bits: self.length_bits,
             usage_mask: self.usage_mask,
             activation_date: self.activation,
@@ -56,6 +61,7 @@ impl NewKey {
             wrapping: Wrapping::Master,
             meta: Meta {
                 sensitive: self.sensitive,
+                data_type: self.data_type,
                 ..Meta::default()
             },
             tags,
@@ -112,7 +118,7 @@ fn check_new_uid(uid: &str) -> Result<(), KmsError> {
 }
 
 impl Kms {
-    /// A new AES key object holding `key`, wrapped by the active key-encryption key.
+    /// A new object holding `key` (its material), wrapped by the active key-encryption key.
     pub fn new_key(&self, new: NewKey, key: &[u8]) -> Result<ManagedObject, KmsError> {
         let (wrapping, wrapped) = self.keys.wrap(&new.uid, key)?;
         let mut object = NewKey {

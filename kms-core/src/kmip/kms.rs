@@ -160,6 +160,7 @@ impl Kms {
         match op {
             Operation::Create => ops::create::run(self, user, request).await,
             Operation::Import => ops::import::run(self, user, request).await,
+            Operation::Register => ops::register::run(self, user, request).await,
             Operation::Get | Operation::Export => ops::get::run(self, user, op, request).await,
             Operation::Encrypt => ops::encrypt::run(self, user, request).await,
             Operation::Decrypt => ops::decrypt::run(self, user, request).await,

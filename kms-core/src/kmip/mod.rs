@@ -12,6 +12,7 @@ pub mod names;
 pub mod operation;
 pub mod ops;
 pub mod params;
+pub mod payload;
 pub mod resolve;
 pub mod rotation;
 #[cfg(test)]

@@ -167,6 +167,7 @@ pub fn valid_names(tag: &str) -> Option<&'static [&'static str]> {
             "TR31",
         ],
         "EncodingOption" => &["NoEncoding", "TTLVEncoding"],
+        "SecretDataType" => &["Password", "Seed", "FunctionalKey", "FunctionalKeyShare"],
         "NameType" => &["UninterpretedTextString", "URI"],
         "KeyWrapType" => &["NotWrapped", "AsRegistered"],
         "QueryFunction" => &[

@@ -43,7 +43,7 @@ macro_rules! operations {
 operations! {
     Create => "Create", Some("create"), true;
     CreateKeyPair => "CreateKeyPair", Some("create"), false;
-    Register => "Register", Some("create"), false;
+    Register => "Register", Some("create"), true;
     Import => "Import", Some("import"), true;
     Certify => "Certify", Some("certify"), false;
     Get => "Get", Some("get"), true;

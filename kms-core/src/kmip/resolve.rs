@@ -8,7 +8,7 @@ use crate::acl::{self, Access};
 use crate::error::KmsError;
 use crate::kmip::kms::Kms;
 use crate::kmip::operation::Operation;
-use crate::object::{ManagedObject, now};
+use crate::object::{ManagedObject, ObjectType, now};
 
 /// How a request names its object: one uid, or a JSON list of tags that must all match.
 pub enum Target {
@@ -139,6 +139,13 @@ impl Kms {
             ))),
             (_, 1) => {
                 let mut o = allowed.remove(0);
+                if o.object_type != ObjectType::SymmetricKey {
+                    return Err(KmsError::InvalidRequest(format!(
+                        "{name}: {} is a {}, not a key",
+                        o.uid,
+                        o.object_type.name()
+                    )));
+                }
                 self.settle(&mut o).await?;
                 Ok(o)
             }

@@ -123,10 +123,10 @@ impl Kms {
         };
         let k = self.crypto_key(user, id, op).await?;
         let what = if wrap { "wrap" } else { "unwrap" };
-        if k.algorithm != Algorithm::Aes {
+        if k.algorithm != Some(Algorithm::Aes) {
             return Err(unsupported(
                 "key wrapping",
-                format!("a {} wrapping key", k.algorithm.name()),
+                format!("a {} as the wrapping key", k.object_type.name()),
             ));
         }
         if k.is_resident() {

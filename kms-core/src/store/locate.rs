@@ -14,8 +14,8 @@ use crate::object::{Algorithm, ObjectType, State};
 #[derive(Debug, Default, Clone)]
 pub struct LocateFilter {
     pub object_type: Option<ObjectType>,
-    /// A key format: the object type whose material can be returned in it.
-    pub format_of: Option<ObjectType>,
+    /// A key format: the object types whose material can be returned in it (empty: any).
+    pub format_of: Vec<ObjectType>,
     pub algorithm: Option<Algorithm>,
     pub length: Option<i32>,
     pub state: Option<State>,
@@ -55,9 +55,17 @@ fn query(user: &str, filter: &LocateFilter) -> (String, Vec<String>) {
          WHERE (o.owner = $1 OR EXISTS (SELECT 1 FROM grants g WHERE g.uid = o.uid \
          AND (g.user_id = $1 OR g.user_id = '*')))",
     );
-    for object_type in [filter.object_type, filter.format_of].into_iter().flatten() {
+    if let Some(object_type) = filter.object_type {
         let p = next(object_type.name().to_owned(), &mut values);
         sql.push_str(&format!(" AND o.object_type = {p}"));
+    }
+    if !filter.format_of.is_empty() {
+        let types: Vec<String> = filter
+            .format_of
+            .iter()
+            .map(|t| next(t.name().to_owned(), &mut values))
+            .collect();
+        sql.push_str(&format!(" AND o.object_type IN ({})", types.join(", ")));
     }
     if let Some(algorithm) = filter.algorithm {
         let p = next(algorithm.name().to_owned(), &mut values);

@@ -33,7 +33,10 @@ impl Store {
             object_type: ObjectType::parse(&object_type)
                 .ok_or_else(|| corrupt(&uid, "object_type"))?,
             state: State::parse(&state).ok_or_else(|| corrupt(&uid, "state"))?,
-            algorithm: Algorithm::parse(&algorithm).ok_or_else(|| corrupt(&uid, "algorithm"))?,
+            algorithm: match algorithm.as_str() {
+                "" => None,
+                name => Some(Algorithm::parse(name).ok_or_else(|| corrupt(&uid, "algorithm"))?),
+            },
             length_bits: i32::try_from(row.try_get::<i64, _>("length_bits")?)
                 .map_err(|e| corrupt(&uid, e))?,
             usage_mask: i32::try_from(row.try_get::<i64, _>("usage_mask")?)
@@ -117,7 +120,7 @@ impl Store {
         .bind(&o.owner)
         .bind(o.object_type.name())
         .bind(o.state.name())
-        .bind(o.algorithm.name())
+        .bind(o.algorithm.map_or("", Algorithm::name))
         .bind(i64::from(o.length_bits))
         .bind(i64::from(o.usage_mask))
         .bind(o.activation_date)

@@ -45,26 +45,54 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         object_type,
         attributes: a,
     } = Request::parse(node)?;
-    if object_type != ObjectType::SymmetricKey {
-        return Err(unsupported(
-            "Create",
-            format!("ObjectType {}", object_type.name()),
-        ));
-    }
-    if let Some(alg) = a.algorithm {
-        if Algorithm::parse(alg).is_none() {
+    // Create makes keys and secret data; other objects are imported or registered.
+    let (algorithm, data_type, bits) = match object_type {
+        ObjectType::SymmetricKey => {
+            if let Some(alg) = a.algorithm.filter(|alg| Algorithm::parse(alg).is_none()) {
+                return Err(unsupported(
+                    "Create",
+                    format!("CryptographicAlgorithm {alg}"),
+                ));
+            }
+            if let Some(format) = a.key_format {
+                // Both name the same stored material; they only change how Get returns it.
+                if !matches!(format, "Raw" | "TransparentSymmetricKey") {
+                    return Err(unsupported("Create", format!("KeyFormatType {format}")));
+                }
+            }
+            let bits = a.length.unwrap_or(256);
+            if !Algorithm::Aes.lengths().contains(&bits) {
+                return Err(KmsError::InvalidRequest(format!(
+                    "Create: AES key length {bits} must be 128, 192 or 256"
+                )));
+            }
+            (Some(Algorithm::Aes), None, bits)
+        }
+        ObjectType::SecretData => {
+            if let Some(alg) = a.algorithm {
+                return Err(KmsError::InvalidRequest(format!(
+                    "Create: SecretData has no CryptographicAlgorithm (got {alg})"
+                )));
+            }
+            if let Some(format) = a.key_format.filter(|f| *f != "Raw") {
+                return Err(unsupported("Create", format!("KeyFormatType {format}")));
+            }
+            // A random seed, 256 bits unless asked otherwise (at most 4096).
+            let bits = a.length.unwrap_or(256);
+            if !(8..=4096).contains(&bits) || bits % 8 != 0 {
+                return Err(KmsError::InvalidRequest(format!(
+                    "Create: a SecretData seed of {bits} bits: give a multiple of 8 up to 4096"
+                )));
+            }
+            (None, Some("Seed".to_owned()), bits)
+        }
+        other => {
             return Err(unsupported(
                 "Create",
-                format!("CryptographicAlgorithm {alg}"),
+                format!("ObjectType {}", other.name()),
             ));
         }
-    }
-    if let Some(format) = a.key_format {
-        // Both name the same stored material; they only change how Get returns it.
-        if !matches!(format, "Raw" | "TransparentSymmetricKey") {
-            return Err(unsupported("Create", format!("KeyFormatType {format}")));
-        }
-    }
+    };
     // Stored "wrapped by" that key: the creator must be able to wrap with it.
     let wrapped_by = match a.wrapping_key_id {
         Some(id) => Some(WrappedBy {
@@ -72,15 +100,12 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         }),
         None => None,
     };
-    let bits = a.length.unwrap_or(256);
-    if !Algorithm::Aes.lengths().contains(&bits) {
-        return Err(KmsError::InvalidRequest(format!(
-            "Create: AES key length {bits} must be 128, 192 or 256"
-        )));
-    }
     let tags = a.tags.unwrap_or_default();
     check_user_tags(&tags)?;
     let new = NewKey {
+        object_type,
+        algorithm,
+        data_type,
         owner: user.to_owned(),
         uid: new_uid(a.uid)?,
         length_bits: bits,
@@ -90,18 +115,19 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         tags,
         sensitive: a.sensitive.unwrap_or(false),
     };
-    let object = if new.uid.starts_with(HSM_PREFIX) {
-        if wrapped_by.is_some() {
-            return Err(unsupported("Create", "an HSM key wrapped by another key"));
+    let mut object = if new.uid.starts_with(HSM_PREFIX) {
+        if wrapped_by.is_some() || object_type != ObjectType::SymmetricKey {
+            return Err(unsupported(
+                "Create",
+                "in the HSM, anything but a plain AES key",
+            ));
         }
         kms.new_key_in_hsm(new).await?
     } else {
-        let key = crate::crypto::random(usize::try_from(bits / 8).unwrap_or(32))?;
-        let mut object = kms.new_key(new, &key)?;
-        object.meta.wrapped_by = wrapped_by;
-        object
+        let material = crate::crypto::random(usize::try_from(bits / 8).unwrap_or(32))?;
+        kms.new_key(new, &material)?
     };
-    let mut object = object;
+    object.meta.wrapped_by = wrapped_by;
     object.meta.names = a.names;
     if let Err(e) = kms.store.insert(&object).await {
         // A key generated in the HSM for a uid the store refused must not stay there.
@@ -116,7 +142,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         structure(
             "CreateResponse",
             vec![
-                enumeration("ObjectType", ObjectType::SymmetricKey.name()),
+                enumeration("ObjectType", object_type.name()),
                 text("UniqueIdentifier", &object.uid),
             ],
         ),
@@ -164,10 +190,17 @@ mod tests {
         let secret = json!({"tag": "Create", "value": [
             leaf("ObjectType", "Enumeration", json!("SecretData")),
         ]});
+        let seed = run(&kms, "alice", secret)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(field(&seed, "ObjectType"), Some(&json!("SecretData")));
+        let opaque = json!({"tag": "Create", "value": [
+            leaf("ObjectType", "Enumeration", json!("OpaqueObject")),
+        ]});
         assert!(
-            fails(&kms, "alice", secret)
+            fails(&kms, "alice", opaque)
                 .await
-                .contains("ObjectType SecretData")
+                .contains("ObjectType OpaqueObject")
         );
         // The same uid twice: the second is refused.
         let named = create_request(vec![leaf("UniqueIdentifier", "TextString", json!("k1"))]);

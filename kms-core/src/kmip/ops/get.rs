@@ -6,14 +6,15 @@
 use crate::error::KmsError;
 use crate::key_wrap::WrapMode;
 use crate::kmip::attributes::{self, tag_attribute};
-use crate::kmip::build::{bytes, enumeration, int, structure, text};
+use crate::kmip::build::{bytes, enumeration, structure, text};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
 use crate::kmip::operation::Operation;
+use crate::kmip::payload;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
 use crate::kmip::wrap::{self, WrapSpec};
-use crate::object::State;
+use crate::object::{ObjectType, State};
 
 /// The key formats a symmetric key can be returned in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,21 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
         (s, true) if s.is_destroyed() => return Err(KmsError::ObjectNotFound(id.to_owned())),
         _ => {}
     }
+    if format == Format::Transparent && o.object_type != ObjectType::SymmetricKey {
+        return Err(unsupported(
+            op.name(),
+            format!(
+                "KeyFormatType TransparentSymmetricKey for a {}",
+                o.object_type.name()
+            ),
+        ));
+    }
+    if wrap.is_some() && o.object_type == ObjectType::OpaqueObject {
+        return Err(unsupported(
+            op.name(),
+            "wrapping an OpaqueObject (it has no key block)",
+        ));
+    }
     let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
     // A key stored wrapped comes back wrapped by the same key, unless the caller asks for it
     // unwrapped and may unwrap with that key.
@@ -128,14 +144,7 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
         Format::Transparent => "TransparentSymmetricKey",
         Format::Raw => "Raw",
     };
-    let mut block = vec![
-        enumeration("KeyFormatType", format_name),
-        key_value,
-        enumeration("CryptographicAlgorithm", o.algorithm.name()),
-        int("CryptographicLength", o.length_bits),
-    ];
-    block.extend(wrapping_data);
-    let symmetric_key = structure("SymmetricKey", vec![structure("KeyBlock", block)]);
+    let object = payload::object_node(&o, format_name, key_value, wrapping_data);
     let mut children = vec![
         enumeration("ObjectType", o.object_type.name()),
         text("UniqueIdentifier", &o.uid),
@@ -145,7 +154,7 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
         all.push(tag_attribute(&o.tags));
         children.push(structure("Attributes", all));
     }
-    children.push(symmetric_key);
+    children.push(object);
     let tag = if export {
         "ExportResponse"
     } else {

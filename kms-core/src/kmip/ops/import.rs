@@ -1,9 +1,9 @@
-//! Import: a symmetric key given in clear (raw bytes or a transparent key), stored wrapped by
-//! the active key-encryption key; `ReplaceExisting` replaces a key the caller owns.
+//! Import: an object given in clear or wrapped by a key the caller may unwrap with (a
+//! symmetric key, secret data or an opaque object), stored wrapped by the active
+//! key-encryption key; `ReplaceExisting` replaces an object the caller owns. Register shares
+//! [`store_new`].
 
 use std::collections::BTreeSet;
-
-use zeroize::Zeroizing;
 
 use crate::error::KmsError;
 use crate::kmip::attributes::{self, Purpose, RequestAttributes};
@@ -11,9 +11,9 @@ use crate::kmip::build::{structure, text};
 use crate::kmip::creation::{HSM_PREFIX, MASK_UNRESTRICTED, NewKey, check_user_tags, new_uid};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
-use crate::kmip::ttlv::{Ttlv, Value};
-use crate::kmip::wrap::{self, WrapSpec};
-use crate::object::{Algorithm, ObjectType, WrappedBy};
+use crate::kmip::payload::{self, Payload};
+use crate::kmip::ttlv::Ttlv;
+use crate::object::{Algorithm, ManagedObject, ObjectType, WrappedBy};
 
 pub struct Request<'a> {
     pub uid: Option<&'a str>,
@@ -21,17 +21,7 @@ pub struct Request<'a> {
     /// `KeyWrapType AsRegistered`: a wrapped key block stays "wrapped by" its key.
     pub as_registered: bool,
     pub attributes: RequestAttributes<'a>,
-    pub key: KeyBlock<'a>,
-}
-
-/// A symmetric key's `KeyBlock`: its material in clear, or wrapped by a key of this KMS.
-pub struct KeyBlock<'a> {
-    pub material: Zeroizing<Vec<u8>>,
-    pub wrapped: Option<WrapSpec<'a>>,
-    pub algorithm: Option<&'a str>,
-    pub length: Option<i32>,
-    /// The attributes inside `KeyValue` (an object exported as JSON TTLV carries them).
-    pub attributes: RequestAttributes<'a>,
+    pub payload: Payload<'a>,
 }
 
 impl<'a> Request<'a> {
@@ -43,153 +33,102 @@ impl<'a> Request<'a> {
             .map(attributes::object_type)
             .transpose()?
             .unwrap_or(ObjectType::SymmetricKey);
-        if object_type != ObjectType::SymmetricKey {
-            return Err(unsupported(
-                "Import",
-                format!("ObjectType {}", object_type.name()),
-            ));
-        }
         let replace = f.boolean("ReplaceExisting")?.unwrap_or(false);
-        // For a key given in clear both values mean the same.
+        // For an object given in clear both values mean the same.
         let as_registered = f.enumeration("KeyWrapType")? == Some("AsRegistered");
         let attributes = attributes::parse(f.node("Attributes")?, "Import", Purpose::New)?;
-        let mut symmetric = f.structure("SymmetricKey")?.ok_or_else(|| {
-            KmsError::InvalidRequest("Import: missing SymmetricKey.KeyBlock".into())
-        })?;
-        let block = symmetric.structure("KeyBlock")?.ok_or_else(|| {
-            KmsError::InvalidRequest("Import: missing SymmetricKey.KeyBlock".into())
-        })?;
-        let key = KeyBlock::parse(block)?;
-        symmetric.finish()?;
+        let payload = payload::parse(&mut f, object_type)?;
         f.finish()?;
         Ok(Self {
             uid,
             replace,
             as_registered,
             attributes,
-            key,
-        })
-    }
-}
-
-impl<'a> KeyBlock<'a> {
-    fn parse(mut f: Fields<'a>) -> Result<Self, KmsError> {
-        if let Some(format) = f.enumeration("KeyFormatType")? {
-            if !matches!(format, "Raw" | "TransparentSymmetricKey") {
-                return Err(unsupported(f.path(), format!("KeyFormatType {format}")));
-            }
-        }
-        let algorithm = f.enumeration("CryptographicAlgorithm")?;
-        let length = f.int("CryptographicLength")?;
-        let value = f
-            .node("KeyValue")?
-            .ok_or_else(|| KmsError::InvalidRequest("Import: missing KeyValue".into()))?;
-        let wrapped = f
-            .structure("KeyWrappingData")?
-            .map(wrap::parse)
-            .transpose()?;
-        let (material, attributes) = match (&value.value, &wrapped) {
-            (Value::ByteString(bytes), Some(_)) => {
-                (Zeroizing::new(bytes.clone()), RequestAttributes::default())
-            }
-            (Value::ByteString(_), None) => {
-                return Err(KmsError::InvalidRequest(format!(
-                    "{}: a KeyValue given as bytes must come with its KeyWrappingData",
-                    f.path()
-                )));
-            }
-            (_, Some(_)) => {
-                return Err(unsupported(
-                    f.path(),
-                    "KeyWrappingData with a structured KeyValue (only the key bytes are wrapped here)",
-                ));
-            }
-            (_, None) => {
-                let mut v = Fields::of(value, format!("{}.KeyValue", f.path()))?;
-                let material = match v.node("KeyMaterial")?.map(|m| &m.value) {
-                    Some(Value::ByteString(raw)) => Zeroizing::new(raw.clone()),
-                    Some(Value::Structure(_)) => {
-                        let mut m = v.structure("KeyMaterial")?.ok_or_else(|| {
-                            KmsError::InvalidRequest("Import: missing KeyMaterial".into())
-                        })?;
-                        let key = m.bytes("Key")?.ok_or_else(|| {
-                            KmsError::InvalidRequest("Import: missing KeyMaterial.Key".into())
-                        })?;
-                        m.finish()?;
-                        Zeroizing::new(key.to_vec())
-                    }
-                    _ => {
-                        return Err(KmsError::InvalidRequest(
-                            "Import: missing KeyMaterial".into(),
-                        ));
-                    }
-                };
-                let path = format!("{}.KeyValue", f.path());
-                let attributes = attributes::parse(v.node("Attributes")?, &path, Purpose::New)?;
-                v.finish()?;
-                (material, attributes)
-            }
-        };
-        f.finish()?;
-        Ok(Self {
-            material,
-            wrapped,
-            algorithm,
-            length,
-            attributes,
+            payload,
         })
     }
 }
 
 pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
-    let Request {
-        uid,
-        replace,
-        as_registered,
-        attributes: outer,
-        key,
-    } = Request::parse(node)?;
-    let inner = key.attributes;
+    let r = Request::parse(node)?;
+    let object = store_new(kms, user, &r, "Import").await?;
+    Ok(Done::new(
+        structure(
+            "ImportResponse",
+            vec![text("UniqueIdentifier", &object.uid)],
+        ),
+        object.uid,
+    ))
+}
+
+/// Checks, unwraps and stores the object of an Import or Register request.
+pub async fn store_new(
+    kms: &Kms,
+    user: &str,
+    r: &Request<'_>,
+    op: &str,
+) -> Result<ManagedObject, KmsError> {
+    let outer = &r.attributes;
+    let block = &r.payload.block;
+    let inner = &block.attributes;
+    let object_type = r.payload.object_type;
     // A wrapped key block is unwrapped with a key the caller may decrypt with; as registered,
     // it stays wrapped by that key. A clear key may ask to be stored wrapped by one.
-    let (material, mut wrapped_by) = match &key.wrapped {
+    let (material, mut wrapped_by) = match &block.wrapped {
         Some(spec) => {
-            let (kek, clear) = kms.unwrap_key(user, spec, &key.material).await?;
-            (clear, as_registered.then_some(kek))
+            let (kek, clear) = kms.unwrap_key(user, spec, &block.material).await?;
+            (clear, r.as_registered.then_some(kek))
         }
-        None => (key.material, None),
+        None => (block.material.clone(), None),
     };
     if let Some(id) = outer.wrapping_key_id.or(inner.wrapping_key_id) {
-        wrapped_by = Some(kms.check_may_wrap(user, id).await?);
-    }
-    for a in [&outer, &inner] {
-        if let Some(alg) = a.algorithm.or(key.algorithm) {
-            if Algorithm::parse(alg).is_none() {
-                return Err(unsupported(
-                    "Import",
-                    format!("CryptographicAlgorithm {alg}"),
-                ));
-            }
-        }
-        if a.object_type.is_some_and(|t| t != ObjectType::SymmetricKey) {
-            return Err(KmsError::InvalidRequest(
-                "Import: the attributes describe another object type than SymmetricKey".into(),
+        if object_type == ObjectType::OpaqueObject {
+            return Err(unsupported(
+                op,
+                "an OpaqueObject wrapped by a key (it has no key block)",
             ));
         }
+        wrapped_by = Some(kms.check_may_wrap(user, id).await?);
     }
-    if ![16, 24, 32].contains(&material.len()) {
-        return Err(KmsError::InvalidRequest(format!(
-            "Import: an AES key must be 16, 24 or 32 bytes, got {}",
-            material.len()
-        )));
+    for a in [outer, inner] {
+        if a.object_type.is_some_and(|t| t != object_type) {
+            return Err(KmsError::InvalidRequest(format!(
+                "{op}: the attributes describe another object type than {}",
+                object_type.name()
+            )));
+        }
     }
-    for bits in [key.length, outer.length, inner.length]
+    let named_algorithm = outer.algorithm.or(inner.algorithm).or(block.algorithm);
+    let algorithm = match object_type {
+        ObjectType::SymmetricKey => {
+            if let Some(alg) = named_algorithm.filter(|a| Algorithm::parse(a).is_none()) {
+                return Err(unsupported(op, format!("CryptographicAlgorithm {alg}")));
+            }
+            if ![16, 24, 32].contains(&material.len()) {
+                return Err(KmsError::InvalidRequest(format!(
+                    "{op}: an AES key must be 16, 24 or 32 bytes, got {}",
+                    material.len()
+                )));
+            }
+            Some(Algorithm::Aes)
+        }
+        _ => {
+            if let Some(alg) = named_algorithm {
+                return Err(KmsError::InvalidRequest(format!(
+                    "{op}: a {} has no CryptographicAlgorithm (got {alg})",
+                    object_type.name()
+                )));
+            }
+            None
+        }
+    };
+    for bits in [block.length, outer.length, inner.length]
         .into_iter()
         .flatten()
     {
         if usize::try_from(bits).ok() != Some(material.len() * 8) {
             return Err(KmsError::InvalidRequest(format!(
-                "Import: CryptographicLength {bits} does not match a {}-byte key",
+                "{op}: CryptographicLength {bits} does not match {} bytes",
                 material.len()
             )));
         }
@@ -205,13 +144,16 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         .filter(|t| !t.starts_with('_'))
         .collect();
     check_user_tags(&kept)?;
-    let uid = new_uid(uid)?;
+    let uid = new_uid(r.uid)?;
     if uid.starts_with(HSM_PREFIX) {
         return Err(KmsError::InvalidRequest(format!(
-            "{uid}: keys cannot be imported into the HSM; create them there"
+            "{uid}: objects cannot be imported into the HSM; create keys there"
         )));
     }
     let new = NewKey {
+        object_type,
+        algorithm,
+        data_type: r.payload.data_type.map(str::to_owned),
         owner: user.to_owned(),
         uid,
         length_bits: 0,
@@ -226,22 +168,16 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let mut object = kms.new_key(new, &material)?;
     object.meta.wrapped_by = wrapped_by.map(|uid| WrappedBy { uid });
     object.meta.names = if outer.names.is_empty() {
-        inner.names
+        inner.names.clone()
     } else {
-        outer.names
+        outer.names.clone()
     };
-    if replace {
+    if r.replace {
         kms.store.replace(&object).await?;
     } else {
         kms.store.insert(&object).await?;
     }
-    Ok(Done::new(
-        structure(
-            "ImportResponse",
-            vec![text("UniqueIdentifier", &object.uid)],
-        ),
-        object.uid,
-    ))
+    Ok(object)
 }
 
 #[cfg(test)]

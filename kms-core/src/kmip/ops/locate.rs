@@ -61,12 +61,15 @@ impl Request {
         if let Some(format) = a.key_format {
             // Symmetric keys are returned Raw or TransparentSymmetricKey, as asked; no object
             // here has another format.
-            match format {
-                "Raw" | "TransparentSymmetricKey" => {
-                    filter.format_of = Some(ObjectType::SymmetricKey);
+            filter.format_of = match format {
+                "Raw" => vec![ObjectType::SymmetricKey, ObjectType::SecretData],
+                "TransparentSymmetricKey" => vec![ObjectType::SymmetricKey],
+                "Opaque" => vec![ObjectType::OpaqueObject],
+                _ => {
+                    filter.impossible = true;
+                    Vec::new()
                 }
-                _ => filter.impossible = true,
-            }
+            };
         }
         filter.name = a.names.into_iter().next().map(|n| n.value);
         if let Some(uid) = a.uid {

@@ -16,6 +16,7 @@ pub mod import;
 pub mod locate;
 pub mod modify_attribute;
 pub mod query;
+pub mod register;
 pub mod rekey;
 pub mod revoke;
 pub mod set_attribute;

@@ -11,7 +11,11 @@ use crate::kmip::ttlv::Ttlv;
 use crate::object::ObjectType;
 
 /// The object types Create, Import, Get and the rest accept.
-pub const STORED_TYPES: [ObjectType; 1] = [ObjectType::SymmetricKey];
+pub const STORED_TYPES: [ObjectType; 3] = [
+    ObjectType::SymmetricKey,
+    ObjectType::SecretData,
+    ObjectType::OpaqueObject,
+];
 
 pub fn run(node: &Ttlv) -> Result<Done, KmsError> {
     let mut f = Fields::of(node, "Query")?;

@@ -11,7 +11,7 @@ use crate::kmip::kms::{Done, Kms};
 use crate::kmip::operation::Operation;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
-use crate::object::{Link, ManagedObject, State, now};
+use crate::object::{Link, ManagedObject, ObjectType, State, now};
 
 pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let mut f = Fields::of(node, "ReKey")?;
@@ -40,6 +40,15 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             old.uid
         )));
     }
+    if old.object_type != ObjectType::SymmetricKey {
+        return Err(unsupported(
+            "ReKey",
+            format!(
+                "re-keying a {} (only symmetric keys)",
+                old.object_type.name()
+            ),
+        ));
+    }
     if old.state == State::PreActive || old.state.is_destroyed() {
         return Err(KmsError::InvalidRequest(format!(
             "ReKey: key {} is in state {}; only Active, Deactivated or Compromised keys can be rotated",
@@ -66,6 +75,9 @@ pub fn replacement(kms: &Kms, old: &mut ManagedObject) -> Result<ManagedObject, 
         .cloned()
         .collect();
     let new_key = NewKey {
+        object_type: old.object_type,
+        algorithm: old.algorithm,
+        data_type: old.meta.data_type.clone(),
         owner: old.owner.clone(),
         uid: uuid::Uuid::new_v4().to_string(),
         length_bits: old.length_bits,
