@@ -22,6 +22,8 @@ pub enum CryptoError {
     Random,
     #[error("cannot key-wrap {0} bytes this way (RFC 3394 needs a multiple of 8, at least 16)")]
     WrapLength(usize),
+    #[error("{0} is not supported")]
+    Unsupported(&'static str),
 }
 
 fn aes_gcm(key: &[u8]) -> Result<LessSafeKey, CryptoError> {

@@ -146,6 +146,9 @@ impl From<crate::crypto::CryptoError> for KmsError {
     fn from(e: crate::crypto::CryptoError) -> Self {
         match e {
             crate::crypto::CryptoError::Random => Self::Internal(e.to_string()),
+            crate::crypto::CryptoError::Unsupported(what) => {
+                Self::NotSupported(format!("{what} is not supported by this server"))
+            }
             other => Self::Crypto(format!("CRYPTO: error: {other}")),
         }
     }

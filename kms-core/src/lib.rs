@@ -16,6 +16,7 @@ pub mod master_key;
 pub mod metrics;
 pub mod object;
 pub mod store;
+pub mod symmetric;
 pub mod tcp;
 pub mod wrapping;
 

@@ -129,27 +129,80 @@ impl ObjectType {
     }
 }
 
-/// The kinds of key material this KMS generates and uses.
+/// The kinds of symmetric key this KMS generates and uses: AES and ChaCha20 keys encrypt;
+/// HMAC keys (named after their hash, as the reference names SHA-3 MAC keys) compute MACs,
+/// as any symmetric key can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     Aes,
+    ChaCha20,
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+    Sha3_256,
+    Sha3_384,
+    Sha3_512,
 }
 
 impl Algorithm {
+    pub const ALL: [Self; 8] = [
+        Self::Aes,
+        Self::ChaCha20,
+        Self::HmacSha256,
+        Self::HmacSha384,
+        Self::HmacSha512,
+        Self::Sha3_256,
+        Self::Sha3_384,
+        Self::Sha3_512,
+    ];
+
+    /// The KMIP `CryptographicAlgorithm` name.
     pub fn name(self) -> &'static str {
         match self {
             Self::Aes => "AES",
+            Self::ChaCha20 => "ChaCha20",
+            Self::HmacSha256 => "HMACSHA256",
+            Self::HmacSha384 => "HMACSHA384",
+            Self::HmacSha512 => "HMACSHA512",
+            Self::Sha3_256 => "SHA3256",
+            Self::Sha3_384 => "SHA3384",
+            Self::Sha3_512 => "SHA3512",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        (name == "AES").then_some(Self::Aes)
+        Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
-    /// The key lengths in bits it accepts.
-    pub fn lengths(self) -> &'static [i32] {
+    /// True when a key of `bits` bits is valid for it.
+    pub fn accepts_length(self, bits: i32) -> bool {
         match self {
-            Self::Aes => &[128, 192, 256],
+            Self::Aes => [128, 192, 256].contains(&bits),
+            Self::ChaCha20 => bits == 256,
+            _ => (128..=1024).contains(&bits) && bits % 8 == 0,
+        }
+    }
+
+    /// The lengths it accepts, for messages.
+    pub fn lengths_text(self) -> &'static str {
+        match self {
+            Self::Aes => "128, 192 or 256",
+            Self::ChaCha20 => "256",
+            _ => "a multiple of 8 from 128 to 1024",
+        }
+    }
+
+    /// The hash a MAC key of this kind implies.
+    pub fn mac_hash(self) -> Option<crate::symmetric::Hash> {
+        use crate::symmetric::Hash;
+        match self {
+            Self::Aes | Self::ChaCha20 => None,
+            Self::HmacSha256 => Some(Hash::Sha256),
+            Self::HmacSha384 => Some(Hash::Sha384),
+            Self::HmacSha512 => Some(Hash::Sha512),
+            Self::Sha3_256 => Some(Hash::Sha3_256),
+            Self::Sha3_384 => Some(Hash::Sha3_384),
+            Self::Sha3_512 => Some(Hash::Sha3_512),
         }
     }
 }

@@ -64,13 +64,13 @@ operations! {
     Decrypt => "Decrypt", Some("decrypt"), true;
     Sign => "Sign", Some("sign"), false;
     SignatureVerify => "SignatureVerify", Some("signatureverify"), false;
-    Mac => "MAC", Some("mac"), false;
-    MacVerify => "MACVerify", Some("mac"), false;
-    Hash => "Hash", Some("hash"), false;
-    DeriveKey => "DeriveKey", Some("derivekey"), false;
+    Mac => "MAC", Some("mac"), true;
+    MacVerify => "MACVerify", Some("mac"), true;
+    Hash => "Hash", Some("hash"), true;
+    DeriveKey => "DeriveKey", Some("derivekey"), true;
     Validate => "Validate", Some("validate"), false;
-    RngRetrieve => "RNGRetrieve", None, false;
-    RngSeed => "RNGSeed", None, false;
+    RngRetrieve => "RNGRetrieve", None, true;
+    RngSeed => "RNGSeed", None, true;
     Query => "Query", None, true;
     DiscoverVersions => "DiscoverVersions", None, true;
 }

@@ -1,9 +1,11 @@
-//! `CryptographicParameters`: read whole, then checked against what the operation implements.
-//! Today that is AES-GCM (16-byte tag, 12-byte nonce); any other mode, padding or option is
-//! refused by name.
+//! `CryptographicParameters`: read whole, then turned into the scheme the operation runs
+//! ([`Cipher`]); any mode, padding or option this server does not implement is refused by
+//! name.
 
 use crate::error::KmsError;
 use crate::kmip::fields::{Fields, unsupported};
+use crate::object::Algorithm;
+use crate::symmetric::Cipher;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CryptoParams<'a> {
@@ -35,30 +37,65 @@ impl<'a> CryptoParams<'a> {
         Ok(params)
     }
 
-    /// Refuses anything but AES-GCM with a 16-byte tag and a 12-byte nonce.
-    pub fn require_aes_gcm(&self, op: &str) -> Result<(), KmsError> {
-        if let Some(mode) = self.mode.filter(|m| *m != "GCM") {
-            return Err(unsupported(
-                op,
-                format!("BlockCipherMode {mode} (only GCM)"),
-            ));
-        }
-        if let Some(alg) = self.algorithm.filter(|a| *a != "AES") {
-            return Err(unsupported(
-                op,
-                format!("CryptographicAlgorithm {alg} (only AES)"),
-            ));
-        }
-        if let Some(padding) = self.padding.filter(|p| *p != "None") {
-            return Err(unsupported(
-                op,
-                format!("PaddingMethod {padding} (GCM has none)"),
-            ));
+    /// The scheme these parameters ask for with a key of `algorithm`, or a refusal that
+    /// names what is not supported. No parameters mean AES-GCM for an AES key and
+    /// ChaCha20-Poly1305 for a ChaCha20 key.
+    pub fn cipher(&self, op: &str, algorithm: Option<Algorithm>) -> Result<Cipher, KmsError> {
+        let cipher = match (algorithm, self.algorithm, self.mode) {
+            (Some(Algorithm::Aes), None | Some("AES"), None | Some("GCM")) => Cipher::AesGcm,
+            (Some(Algorithm::Aes), None | Some("AES"), Some("GCMSIV")) => Cipher::AesGcmSiv,
+            (Some(Algorithm::Aes), None | Some("AES"), Some("CBC")) => Cipher::AesCbc,
+            (Some(Algorithm::Aes), None | Some("AES"), Some("NISTKeyWrap")) => Cipher::AesKeyWrap,
+            (Some(Algorithm::Aes), None | Some("AES"), Some("AESKeyWrapPadding")) => {
+                Cipher::AesKeyWrapPadding
+            }
+            (Some(Algorithm::ChaCha20), None | Some("ChaCha20Poly1305"), None) => {
+                Cipher::ChaCha20Poly1305
+            }
+            (Some(Algorithm::Aes), None | Some("AES"), Some(mode)) => {
+                return Err(unsupported(
+                    op,
+                    format!("BlockCipherMode {mode} with an AES key"),
+                ));
+            }
+            (Some(key), Some(asked), _) => {
+                return Err(unsupported(
+                    op,
+                    format!("CryptographicAlgorithm {asked} with a {} key", key.name()),
+                ));
+            }
+            (Some(key), None, mode) => {
+                return Err(unsupported(
+                    op,
+                    format!(
+                        "encryption with a {} key{}",
+                        key.name(),
+                        mode.map(|m| format!(" in mode {m}")).unwrap_or_default()
+                    ),
+                ));
+            }
+            (None, _, _) => {
+                return Err(unsupported(
+                    op,
+                    "encryption with an object that is not a key",
+                ));
+            }
+        };
+        match (cipher, self.padding) {
+            (_, None) => {}
+            (Cipher::AesCbc, Some("PKCS5")) => {}
+            (c, Some("None")) if c != Cipher::AesCbc => {}
+            (c, Some(p)) => {
+                return Err(unsupported(
+                    op,
+                    format!("PaddingMethod {p} with {}", c.name()),
+                ));
+            }
         }
         if let Some(hashing) = self.hashing {
             return Err(unsupported(
                 op,
-                format!("HashingAlgorithm {hashing} with AES-GCM"),
+                format!("HashingAlgorithm {hashing} with {}", cipher.name()),
             ));
         }
         if self.random_iv == Some(false) {
@@ -67,15 +104,20 @@ impl<'a> CryptoParams<'a> {
                 "RandomIV false (the server picks the nonce)",
             ));
         }
-        if let Some(n) = self.iv_length.filter(|n| *n != 96) {
-            return Err(unsupported(op, format!("IVLength {n} (GCM uses 96 bits)")));
-        }
-        if let Some(n) = self.tag_length.filter(|n| *n != 16) {
+        let nonce_bits = i32::try_from(cipher.nonce_len() * 8).unwrap_or(0);
+        if let Some(n) = self.iv_length.filter(|n| *n != nonce_bits) {
             return Err(unsupported(
                 op,
-                format!("TagLength {n} (GCM uses 16 bytes)"),
+                format!("IVLength {n} ({} uses {nonce_bits} bits)", cipher.name()),
             ));
         }
-        Ok(())
+        let tag_bytes = if cipher.is_aead() { 16 } else { 0 };
+        if let Some(n) = self.tag_length.filter(|n| *n != tag_bytes) {
+            return Err(unsupported(
+                op,
+                format!("TagLength {n} with {}", cipher.name()),
+            ));
+        }
+        Ok(cipher)
     }
 }

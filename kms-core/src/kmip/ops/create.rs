@@ -48,12 +48,12 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     // Create makes keys and secret data; other objects are imported or registered.
     let (algorithm, data_type, bits) = match object_type {
         ObjectType::SymmetricKey => {
-            if let Some(alg) = a.algorithm.filter(|alg| Algorithm::parse(alg).is_none()) {
-                return Err(unsupported(
-                    "Create",
-                    format!("CryptographicAlgorithm {alg}"),
-                ));
-            }
+            let algorithm = match a.algorithm {
+                None => Algorithm::Aes,
+                Some(alg) => Algorithm::parse(alg).ok_or_else(|| {
+                    unsupported("Create", format!("CryptographicAlgorithm {alg}"))
+                })?,
+            };
             if let Some(format) = a.key_format {
                 // Both name the same stored material; they only change how Get returns it.
                 if !matches!(format, "Raw" | "TransparentSymmetricKey") {
@@ -61,12 +61,14 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
                 }
             }
             let bits = a.length.unwrap_or(256);
-            if !Algorithm::Aes.lengths().contains(&bits) {
+            if !algorithm.accepts_length(bits) {
                 return Err(KmsError::InvalidRequest(format!(
-                    "Create: AES key length {bits} must be 128, 192 or 256"
+                    "Create: {} key length {bits} must be {}",
+                    algorithm.name(),
+                    algorithm.lengths_text()
                 )));
             }
-            (Some(Algorithm::Aes), None, bits)
+            (Some(algorithm), None, bits)
         }
         ObjectType::SecretData => {
             if let Some(alg) = a.algorithm {
@@ -116,7 +118,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         sensitive: a.sensitive.unwrap_or(false),
     };
     let mut object = if new.uid.starts_with(HSM_PREFIX) {
-        if wrapped_by.is_some() || object_type != ObjectType::SymmetricKey {
+        if wrapped_by.is_some() || algorithm != Some(Algorithm::Aes) {
             return Err(unsupported(
                 "Create",
                 "in the HSM, anything but a plain AES key",
@@ -172,14 +174,14 @@ mod tests {
             o.map(|o| (o.owner, o.length_bits)),
             Some(("alice".into(), 256))
         );
-        let chacha = create_request(vec![leaf(
+        let des = create_request(vec![leaf(
             "CryptographicAlgorithm",
             "Enumeration",
-            json!("ChaCha20"),
+            json!("DES"),
         )]);
         assert_eq!(
-            fails(&kms, "alice", chacha).await,
-            "Feature_Not_Supported: Create: CryptographicAlgorithm ChaCha20 is not supported by this server"
+            fails(&kms, "alice", des).await,
+            "Feature_Not_Supported: Create: CryptographicAlgorithm DES is not supported by this server"
         );
         let long = create_request(vec![leaf("CryptographicLength", "Integer", json!(512))]);
         assert!(

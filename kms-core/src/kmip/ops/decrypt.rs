@@ -3,18 +3,20 @@
 use crate::error::KmsError;
 use crate::kmip::build::{bytes, structure, text};
 use crate::kmip::creation::{MASK_DECRYPT, MASK_UNRESTRICTED};
-use crate::kmip::fields::Fields;
+use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
 use crate::kmip::operation::Operation;
 use crate::kmip::params::CryptoParams;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
 use crate::object::State;
+use crate::symmetric::Cipher;
 
 pub struct Request<'a> {
     pub id: &'a str,
     pub params: CryptoParams<'a>,
     pub data: &'a [u8],
+    /// Empty when not given (key wrap has none).
     pub nonce: &'a [u8],
     pub tag: &'a [u8],
     pub aad: &'a [u8],
@@ -32,14 +34,12 @@ impl<'a> Request<'a> {
             .bytes("AuthenticatedEncryptionAdditionalData")?
             .unwrap_or_default();
         f.finish()?;
-        params.require_aes_gcm("Decrypt")?;
-        let missing = |what: &str| KmsError::InvalidRequest(format!("Decrypt: missing {what}"));
         Ok(Self {
             id,
             params,
-            data: data.ok_or_else(|| missing("Data"))?,
-            nonce: nonce.ok_or_else(|| missing("IVCounterNonce"))?,
-            tag: tag.ok_or_else(|| missing("AuthenticatedEncryptionTag"))?,
+            data: data.ok_or_else(|| KmsError::InvalidRequest("Decrypt: missing Data".into()))?,
+            nonce: nonce.unwrap_or_default(),
+            tag: tag.unwrap_or_default(),
             aad,
         })
     }
@@ -60,7 +60,28 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             o.uid
         )));
     }
+    let cipher = r.params.cipher("Decrypt", o.algorithm)?;
+    let missing = |what: &str| KmsError::InvalidRequest(format!("Decrypt: missing {what}"));
+    if cipher.nonce_len() > 0 && r.nonce.is_empty() {
+        return Err(missing("IVCounterNonce"));
+    }
+    if cipher.is_aead() && r.tag.is_empty() {
+        return Err(missing("AuthenticatedEncryptionTag"));
+    }
+    let authenticated_parts = !r.tag.is_empty() || !r.aad.is_empty();
+    if !cipher.is_aead() && authenticated_parts {
+        return Err(KmsError::InvalidRequest(format!(
+            "Decrypt: {} takes no authentication tag or additional data",
+            cipher.name()
+        )));
+    }
     let plain = if o.is_resident() {
+        if cipher != Cipher::AesGcm {
+            return Err(unsupported(
+                "Decrypt",
+                format!("{} with an HSM key", cipher.name()),
+            ));
+        }
         let (hsm, label) = kms.hsm_key(&o.uid)?;
         hsm.decrypt(&label, r.nonce, r.aad, r.data, r.tag)
             .map_err(|e| match e {
@@ -71,7 +92,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             })?
     } else {
         let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
-        crate::crypto::decrypt(&key, r.nonce, r.aad, r.data, r.tag)?
+        crate::symmetric::decrypt(cipher, &key, r.nonce, r.aad, r.data, r.tag)?
     };
     Ok(Done::new(
         structure(

@@ -2,17 +2,17 @@
 //! picks the nonce; a caller-supplied one needs the decrypt right too.
 
 use crate::acl::{self, Access};
-use crate::crypto::Sealed;
 use crate::error::KmsError;
 use crate::kmip::build::{bytes, structure, text};
 use crate::kmip::creation::{MASK_ENCRYPT, MASK_UNRESTRICTED};
-use crate::kmip::fields::Fields;
+use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
 use crate::kmip::operation::Operation;
 use crate::kmip::params::CryptoParams;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
 use crate::object::State;
+use crate::symmetric::{Cipher, Encrypted};
 
 pub struct Request<'a> {
     pub id: &'a str,
@@ -33,7 +33,6 @@ impl<'a> Request<'a> {
             .bytes("AuthenticatedEncryptionAdditionalData")?
             .unwrap_or_default();
         f.finish()?;
-        params.require_aes_gcm("Encrypt")?;
         let data = data.ok_or_else(|| KmsError::InvalidRequest("Encrypt: missing Data".into()))?;
         Ok(Self {
             id,
@@ -73,30 +72,48 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             o.uid
         )));
     }
+    let cipher = r.params.cipher("Encrypt", o.algorithm)?;
+    if !cipher.is_aead() && !r.aad.is_empty() {
+        return Err(KmsError::InvalidRequest(format!(
+            "Encrypt: {} takes no additional data",
+            cipher.name()
+        )));
+    }
+    if cipher.nonce_len() == 0 && r.nonce.is_some_and(|n| !n.is_empty()) {
+        return Err(KmsError::InvalidRequest(format!(
+            "Encrypt: {} takes no IVCounterNonce",
+            cipher.name()
+        )));
+    }
     let sealed = if o.is_resident() {
+        if cipher != Cipher::AesGcm {
+            return Err(unsupported(
+                "Encrypt",
+                format!("{} with an HSM key", cipher.name()),
+            ));
+        }
         let (hsm, label) = kms.hsm_key(&o.uid)?;
         let sealed = hsm.encrypt(&label, r.nonce, r.aad, r.data)?;
-        Sealed {
-            nonce: sealed.nonce,
+        Encrypted {
+            nonce: sealed.nonce.to_vec(),
             ciphertext: sealed.ciphertext,
-            tag: sealed
-                .tag
-                .as_slice()
-                .try_into()
-                .map_err(|_| KmsError::Internal("HSM tag length".into()))?,
+            tag: sealed.tag,
         }
     } else {
         let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
-        crate::crypto::encrypt(&key, r.nonce, r.aad, r.data)?
+        let nonce = r.nonce.filter(|n| !n.is_empty());
+        crate::symmetric::encrypt(cipher, &key, nonce, r.aad, r.data)?
     };
     let mut children = vec![
         text("UniqueIdentifier", &o.uid),
         bytes("Data", &sealed.ciphertext),
     ];
-    if r.nonce.is_none() {
+    if r.nonce.is_none() && !sealed.nonce.is_empty() {
         children.push(bytes("IVCounterNonce", &sealed.nonce));
     }
-    children.push(bytes("AuthenticatedEncryptionTag", &sealed.tag));
+    if !sealed.tag.is_empty() {
+        children.push(bytes("AuthenticatedEncryptionTag", &sealed.tag));
+    }
     Ok(Done::new(structure("EncryptResponse", children), o.uid))
 }
 
@@ -176,17 +193,17 @@ mod tests {
                 .await
                 .contains("needs the decrypt right")
         );
-        let siv = by_uid(
+        let xts = by_uid(
             "Encrypt",
             &uid,
             vec![
                 json!({"tag": "CryptographicParameters", "value": [
-                leaf("BlockCipherMode", "Enumeration", json!("GCMSIV"))]}),
+                leaf("BlockCipherMode", "Enumeration", json!("XTS"))]}),
                 leaf("Data", "ByteString", json!("00")),
             ],
         );
         assert!(
-            fails(&kms, "alice", siv)
+            fails(&kms, "alice", xts)
                 .await
                 .starts_with("Feature_Not_Supported")
         );

@@ -101,16 +101,26 @@ pub async fn store_new(
     let named_algorithm = outer.algorithm.or(inner.algorithm).or(block.algorithm);
     let algorithm = match object_type {
         ObjectType::SymmetricKey => {
-            if let Some(alg) = named_algorithm.filter(|a| Algorithm::parse(a).is_none()) {
-                return Err(unsupported(op, format!("CryptographicAlgorithm {alg}")));
-            }
-            if ![16, 24, 32].contains(&material.len()) {
+            let algorithm = match named_algorithm {
+                None => Algorithm::Aes,
+                Some(alg) => Algorithm::parse(alg)
+                    .ok_or_else(|| unsupported(op, format!("CryptographicAlgorithm {alg}")))?,
+            };
+            let bits = i32::try_from(material.len() * 8).unwrap_or(i32::MAX);
+            if algorithm == Algorithm::Aes && !algorithm.accepts_length(bits) {
                 return Err(KmsError::InvalidRequest(format!(
                     "{op}: an AES key must be 16, 24 or 32 bytes, got {}",
                     material.len()
                 )));
             }
-            Some(Algorithm::Aes)
+            if !algorithm.accepts_length(bits) {
+                return Err(KmsError::InvalidRequest(format!(
+                    "{op}: a {} key of {bits} bits: the length must be {}",
+                    algorithm.name(),
+                    algorithm.lengths_text()
+                )));
+            }
+            Some(algorithm)
         }
         _ => {
             if let Some(alg) = named_algorithm {
