@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod files;
+pub mod hashing;
 pub mod hsm;
 pub mod http;
 pub mod key_wrap;

@@ -193,8 +193,8 @@ impl Algorithm {
     }
 
     /// The hash a MAC key of this kind implies.
-    pub fn mac_hash(self) -> Option<crate::symmetric::Hash> {
-        use crate::symmetric::Hash;
+    pub fn mac_hash(self) -> Option<crate::hashing::Hash> {
+        use crate::hashing::Hash;
         match self {
             Self::Aes | Self::ChaCha20 => None,
             Self::HmacSha256 => Some(Hash::Sha256),

@@ -17,6 +17,7 @@ pub mod resolve;
 pub mod rotation;
 #[cfg(test)]
 pub mod testing;
+pub mod text;
 pub mod ttlv;
 pub mod wrap;
 

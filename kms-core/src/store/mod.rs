@@ -29,6 +29,7 @@ pub enum StoreError {
 mod grants;
 mod locate;
 mod objects;
+mod rekey;
 mod rewrap;
 
 pub use grants::Grants;

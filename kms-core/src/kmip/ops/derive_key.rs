@@ -3,6 +3,7 @@
 //! iterations) or HKDF (salt, `DerivationData` as context), with SHA-256, -384 or -512.
 
 use crate::error::KmsError;
+use crate::hashing::{self, Derivation, Hash};
 use crate::kmip::attributes::{self, Purpose, RequestAttributes};
 use crate::kmip::build::{structure, text};
 use crate::kmip::creation::{MASK_UNRESTRICTED, NewKey, check_user_tags, new_uid};
@@ -12,7 +13,6 @@ use crate::kmip::operation::Operation;
 use crate::kmip::params::CryptoParams;
 use crate::kmip::ttlv::Ttlv;
 use crate::object::{Algorithm, Link, ObjectType, State, now};
-use crate::symmetric::{self, Derivation, Hash};
 
 const MASK_DERIVE_KEY: i32 = 0x200;
 /// PBKDF2 iterations accepted: enough to mean something, few enough to bound the time.
@@ -175,7 +175,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let secret = kms
         .keys
         .unwrap(base.wrapping, &base.uid, &base.wrapped_key)?;
-    let material = symmetric::derive(
+    let material = hashing::derive(
         r.derivation,
         r.hash,
         &secret,

@@ -1,13 +1,13 @@
 //! Hash: a digest of the data (SHA-2 or SHA-3), in one piece; no key involved.
 
 use crate::error::KmsError;
+use crate::hashing::{self, Hash};
 use crate::kmip::build::{bytes, structure};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::Done;
 use crate::kmip::ops::mac::one_shot;
 use crate::kmip::params::CryptoParams;
 use crate::kmip::ttlv::Ttlv;
-use crate::symmetric::{self, Hash};
 
 pub fn run(node: &Ttlv) -> Result<Done, KmsError> {
     let mut f = Fields::of(node, "Hash")?;
@@ -35,7 +35,7 @@ pub fn run(node: &Ttlv) -> Result<Done, KmsError> {
     Ok(Done::new(
         structure(
             "HashResponse",
-            vec![bytes("Data", &symmetric::digest(hash, data))],
+            vec![bytes("Data", &hashing::digest(hash, data))],
         ),
         "",
     ))

@@ -4,6 +4,7 @@
 //! verification.
 
 use crate::error::KmsError;
+use crate::hashing::{self, Hash};
 use crate::kmip::build::{bytes, enumeration, structure, text};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
@@ -12,7 +13,6 @@ use crate::kmip::params::CryptoParams;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
 use crate::object::{ManagedObject, State};
-use crate::symmetric::{self, Hash};
 
 /// Usage mask bits (KMIP 2.1).
 const MASK_MAC_GENERATE: i32 = 0x80;
@@ -127,7 +127,7 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
     let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
     let children = match r.mac {
         Some(expected) => {
-            let valid = symmetric::mac_matches(hash, &key, r.data, expected)?;
+            let valid = hashing::mac_matches(hash, &key, r.data, expected)?;
             vec![
                 text("UniqueIdentifier", &o.uid),
                 enumeration("ValidityIndicator", if valid { "Valid" } else { "Invalid" }),
@@ -135,7 +135,7 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
         }
         None => vec![
             text("UniqueIdentifier", &o.uid),
-            bytes("MACData", &symmetric::mac(hash, &key, r.data)?),
+            bytes("MACData", &hashing::mac(hash, &key, r.data)?),
         ],
     };
     Ok(Done::new(
