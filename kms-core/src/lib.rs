@@ -31,7 +31,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::Registry;
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::config::Flags;
+use crate::config::Config;
 use crate::http::AppState;
 use crate::kmip::kms::Kms;
 use crate::metrics::Metrics;
@@ -61,7 +61,7 @@ pub enum StartError {
 
 /// The key-encryption keys: the HSM (when configured) and the master key file (required
 /// unless the HSM holds a KEK; with both, keys wrapped by either can be read).
-pub fn load_wrappers(flags: &Flags) -> Result<wrapping::Wrappers, StartError> {
+pub fn load_wrappers(flags: &Config) -> Result<wrapping::Wrappers, StartError> {
     let hsm = match flags.hsm().map_err(StartError::Config)? {
         Some(config) => {
             let hsm = hsm::Hsm::open(&config)?;
@@ -89,7 +89,7 @@ pub fn load_wrappers(flags: &Flags) -> Result<wrapping::Wrappers, StartError> {
 
 /// `kms-core rewrap --to <hsm|master>`: re-wraps every stored key under the other
 /// key-encryption key, one key per transaction (an interrupted run can simply be run again).
-pub async fn rewrap(flags: &Flags, to: wrapping::Wrapping) -> Result<usize, StartError> {
+pub async fn rewrap(flags: &Config, to: wrapping::Wrapping) -> Result<usize, StartError> {
     let keys = load_wrappers(flags)?;
     let from = match to {
         wrapping::Wrapping::Hsm => wrapping::Wrapping::Master,
@@ -103,7 +103,7 @@ pub async fn rewrap(flags: &Flags, to: wrapping::Wrapping) -> Result<usize, Star
     let fail = |e: error::KmsError| StartError::Config(e.to_string());
     // Both keys must be at hand before anything changes.
     keys.wrap_with(to, "probe", &[0u8; 32]).map_err(fail)?;
-    let store = store::Store::open(&flags.database_url(), 2).await?;
+    let store = store::Store::open(&flags.database_url, 2).await?;
     let mut moved = 0;
     for (uid, wrapped) in store.wrapped_under(from).await? {
         let key = keys.unwrap(from, &uid, &wrapped).map_err(fail)?;
@@ -142,16 +142,26 @@ pub struct App {
     registry: Registry,
     socket: std::path::PathBuf,
     rotation_every: std::time::Duration,
+    timeouts: Timeouts,
+}
+
+/// How long the server waits: for in-flight requests at shutdown, for a request's headers,
+/// for a TLS handshake on TCP.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    drain: std::time::Duration,
+    header_read: std::time::Duration,
+    handshake: std::time::Duration,
 }
 
 impl App {
-    pub async fn bind(flags: &Flags) -> Result<Self, StartError> {
+    pub async fn bind(flags: &Config) -> Result<Self, StartError> {
         let tls = match flags.listen {
             Some(address) => Some((address, tcp::acceptor(flags, address)?)),
             None => None,
         };
         let keys = load_wrappers(flags)?;
-        let url = flags.database_url();
+        let url = flags.database_url.clone();
         if url.starts_with("sqlite") {
             let private = |path: &Path, e: std::io::Error| StartError::Socket {
                 path: path.display().to_string(),
@@ -194,7 +204,12 @@ impl App {
             state,
             registry,
             socket: flags.socket.clone(),
-            rotation_every: std::time::Duration::from_secs(flags.rotation_check_interval),
+            rotation_every: flags.rotation_check_interval,
+            timeouts: Timeouts {
+                drain: flags.drain_timeout,
+                header_read: flags.header_read_timeout,
+                handshake: flags.handshake_timeout,
+            },
         })
     }
 
@@ -227,24 +242,25 @@ impl App {
                 acceptor,
                 self.state.clone(),
                 tracker.clone(),
+                self.timeouts,
             ))
         });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    tracker.spawn(serve_io(stream, self.state.clone()));
-                }
-            }
+                            _ = &mut shutdown => break,
+                            accepted = self.listener.accept() => {
+                                let Ok((stream, _)) = accepted else { continue };
+            tracker.spawn(serve_io(stream, self.state.clone(), self.timeouts.header_read));
+                            }
+                        }
         }
         tracing::info!("shutdown requested; finishing in-flight requests");
         if let Some(task) = tcp_task {
             task.abort();
         }
         tracker.close();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), tracker.wait()).await;
+        let _ = tokio::time::timeout(self.timeouts.drain, tracker.wait()).await;
         admin.abort();
         rotation.abort();
         let _ = std::fs::remove_file(&self.socket);
@@ -253,14 +269,14 @@ impl App {
 }
 
 /// Serves one HTTP/1.1 connection of any transport.
-async fn serve_io<I>(io: I, state: Arc<AppState>)
+async fn serve_io<I>(io: I, state: Arc<AppState>, header_read: std::time::Duration)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request| http::handle(state.clone(), request));
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(10))
+        .header_read_timeout(header_read)
         .serve_connection(TokioIo::new(io), service)
         .await;
 }
@@ -270,6 +286,7 @@ async fn serve_tcp(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
     tracker: tokio_util::task::TaskTracker,
+    timeouts: Timeouts,
 ) {
     while let Ok((stream, peer)) = listener.accept().await {
         let state = state.clone();
@@ -277,18 +294,13 @@ async fn serve_tcp(
         tracker.spawn(async move {
             match acceptor {
                 Some(acceptor) => {
-                    match tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => serve_io(tls, state).await,
+                    match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_io(tls, state, timeouts.header_read).await,
                         Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake refused"),
                         Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_io(stream, state).await,
+                None => serve_io(stream, state, timeouts.header_read).await,
             }
         });
     }

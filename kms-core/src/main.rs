@@ -1,10 +1,11 @@
-//! kms-core binary: parse flags, set up logging, serve until SIGTERM/SIGINT.
+//! kms-core binary: read and validate the configuration, set up logging, serve until
+//! SIGTERM/SIGINT (or run a maintenance command).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use kms_core::App;
-use kms_core::config::Flags;
+use kms_core::config::{CoreCommand, Flags};
 use tracing_subscriber::EnvFilter;
 
 async fn shutdown_signal() {
@@ -24,19 +25,28 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    let config = match kms_core::config::load(&flags) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("kms-core: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let filter = EnvFilter::try_from_env("KMS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(kms_common::log::EscapedStderr);
-    match flags.log_format.as_str() {
-        "json" => builder.json().flatten_event(true).init(),
-        "text" => builder.with_ansi(false).init(),
-        other => {
-            eprintln!(
-                "kms-core: configuration error: invalid value for `log_format`: {other:?} (text or json)"
-            );
-            return ExitCode::from(2);
-        }
+    if config.log_format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+    for (variable, hint) in kms_core::config::reference_only_variables(std::env::vars()) {
+        tracing::warn!(
+            variable,
+            hint,
+            "this reference KMS option has no effect on kms-core"
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,8 +59,8 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        if let Some(kms_core::config::CoreCommand::Rewrap { to }) = &flags.command {
-            return match kms_core::rewrap(&flags, *to).await {
+        if let Some(CoreCommand::Rewrap { to }) = &flags.command {
+            return match kms_core::rewrap(&config, *to).await {
                 Ok(moved) => {
                     println!(
                         "re-wrapped {moved} key(s) under the {} key-encryption key",
@@ -64,7 +74,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        match App::bind(&flags).await {
+        match App::bind(&config).await {
             Ok(app) => {
                 app.run(shutdown_signal()).await;
                 ExitCode::SUCCESS

@@ -13,7 +13,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
-use crate::config::Flags;
+use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TcpError {
@@ -119,7 +119,7 @@ impl ClientCertVerifier for ProxyOnly {
 
 /// The TLS acceptor for `--listen`, or None for plain HTTP on loopback. Checked before binding.
 pub fn acceptor(
-    flags: &Flags,
+    flags: &Config,
     address: SocketAddr,
 ) -> Result<Option<tokio_rustls::TlsAcceptor>, TcpError> {
     let Some(ca_file) = &flags.proxy_ca_cert_file else {

@@ -178,3 +178,63 @@ fn print_config_masks_secrets() -> Result<()> {
     assert!(status.success(), "{stderr}");
     Ok(())
 }
+
+/// kms-core reads a TOML file (`--config`) under `.env`, environment and flags, refuses a
+/// bad value naming its key and variable before it binds anything, and warns about an option
+/// of the reference server it does not have.
+#[test]
+fn kms_core_configuration_file_env_and_errors() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let socket = dir.path().join("core.sock");
+    let file = dir.path().join("core.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "socket = {:?}\nroot_data_path = {:?}\ndatabase_type = \"sqlite\"\ndev = true\nadmin_address = \"127.0.0.1:0\"\nlog_format = \"text\"\n",
+            socket.display().to_string(),
+            data.display().to_string()
+        ),
+    )?;
+    let mut core = kms_tests::ProxyCommand::core()
+        .env("KMS_HSM_PASSWORD", "1234")
+        .args(["--config".as_ref(), file.as_os_str()])
+        .spawn_as_is()?;
+    assert!(socket.exists(), "the socket named in the file is served");
+    assert!(
+        data.join("kms.db").exists(),
+        "root_data_path holds the database"
+    );
+    let logs = core.logs();
+    assert!(
+        logs.contains("KMS_HSM_PASSWORD") && logs.contains("KMS_HSM_PIN"),
+        "a warning names the reference option and what to use: {logs}"
+    );
+    core.signal(nix::sys::signal::Signal::SIGTERM)?;
+    core.wait_exit(std::time::Duration::from_secs(10))?;
+
+    let other_socket = dir.path().join("never.sock");
+    let (status, _, stderr) = kms_tests::ProxyCommand::core()
+        .env("KMS_CORE_MAX_BODY_SIZE", "lots")
+        .args([
+            "--socket".as_ref(),
+            other_socket.as_os_str(),
+            "--dev".as_ref(),
+        ])
+        .output()?;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("max_body_size") && stderr.contains("KMS_CORE_MAX_BODY_SIZE"),
+        "{stderr}"
+    );
+    assert!(
+        !other_socket.exists(),
+        "nothing bound before the configuration is valid"
+    );
+    let (status, _, stderr) = kms_tests::ProxyCommand::core()
+        .args(["--database-type", "mysql", "--dev"])
+        .output()?;
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("sqlite or postgresql"), "{stderr}");
+    Ok(())
+}
