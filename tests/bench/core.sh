@@ -3,13 +3,29 @@
 # kms-core's Unix socket and through kms-proxy (TLS 1.3, keep-alive), with SQLite and with a
 # throwaway PostgreSQL, all in one run with the same load generator (tests/src/bin/kms-load.rs).
 # Prints one line per case and the ratio proxy/direct.
-# usage: tests/bench/core.sh [seconds]
+# With BASELINE=<git rev> it also builds kms-core at that revision (a worktree and a target
+# directory of its own) and runs the direct cases against it in the same run, interleaved with
+# the current build, printing current/baseline ratios.
+# usage: [BASELINE=rev] tests/bench/core.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-5}
 cargo build --release -q -p kms-core -p kms-proxy -p kms-tests --bin kms-core --bin kms-proxy --bin kms-load
 d=$(mktemp -d); chmod 755 "$d"; pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
+baseline_core=""
+if [ -n "${BASELINE:-}" ]; then
+  base_target=${BASELINE_TARGET_DIR:-target/baseline}
+  git worktree add -q --detach "$d/baseline-src" "$BASELINE"
+  # Start from the current build's dependencies: only the workspace crates rebuild.
+  [ -d "$base_target/release" ] || { mkdir -p "$base_target"; cp -r target/release "$base_target/"; }
+  CARGO_TARGET_DIR=$PWD/$base_target cargo build --release -q --manifest-path "$d/baseline-src/Cargo.toml" -p kms-core --bin kms-core
+  baseline_core=$PWD/$base_target/release/kms-core
+fi
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  [ -d "$d/baseline-src" ] && git worktree remove --force "$d/baseline-src"
+  rm -rf "$d"
+}
 trap cleanup EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" -days 1 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
@@ -62,3 +78,33 @@ for backend in sqlite postgres; do
   hwm() { awk '/VmHWM/{printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
   echo "$backend peak RSS after the runs: kms-core $(hwm "$core_pid"), kms-proxy $(hwm "$proxy_pid")"
 done
+if [ -n "$baseline_core" ]; then
+  # Current and baseline kms-core side by side on SQLite, each with a key of its own; the runs
+  # alternate (current, baseline, current, baseline) and each side keeps its best.
+  for side in current baseline; do
+    dir="$d/cmp-$side"; mkdir -p "$dir"
+    bin=target/release/kms-core; [ $side = baseline ] && bin=$baseline_core
+    KMS_LOG=warn "$bin" --dev --data-dir "$dir" --socket "$dir/core.sock" --admin-address 127.0.0.1:0 & pids+=($!)
+    for _ in $(seq 100); do [ -S "$dir/core.sock" ] && break; sleep 0.1; done
+    uid=$(curl -s --unix-socket "$dir/core.sock" -H 'x-kms-user: bench' http://core/kmip/2_1 -d @"$d/create.json" | python3 -c 'import json,sys; print([c["value"] for c in json.load(sys.stdin)["value"] if c["tag"]=="UniqueIdentifier"][0])')
+    python3 - "$uid" > "$dir/encrypt.json" <<'PY'
+import json, sys
+print(json.dumps({"tag":"Encrypt","value":[{"tag":"UniqueIdentifier","type":"TextString","value":sys.argv[1]},{"tag":"Data","type":"ByteString","value":"AB"*1024}]}))
+PY
+    cp "$d/create.json" "$dir/create.json"
+  done
+  echo "# current build vs BASELINE=$BASELINE, direct on kms-core's socket, SQLite, best of 2 alternating runs"
+  for op in create encrypt; do
+    for c in 1 16; do
+      best_cur=0; best_base=0
+      for _ in 1 2; do
+        for side in current baseline; do
+          r=$(target/release/kms-load "unix:$d/cmp-$side/core.sock" "$d/cmp-$side/$op.json" "$c" "$secs")
+          v=${r#req/s=}; v=${v%% *}
+          if [ $side = current ]; then best_cur=$(awk -v a="$v" -v b="$best_cur" 'BEGIN{print (a>b)?a:b}'); else best_base=$(awk -v a="$v" -v b="$best_base" 'BEGIN{print (a>b)?a:b}'); fi
+        done
+      done
+      awk -v a="$best_cur" -v b="$best_base" -v n="$op c=$c" 'BEGIN{printf "%-12s current %8.0f/s  baseline %8.0f/s  ratio %.2f\n", n, a, b, a/b}'
+    done
+  done
+fi

@@ -400,6 +400,32 @@ async fn every_command_through_the_stack() -> Result<()> {
     ckms.json(&["access-rights", "revoke", "bob", "-i", &key, "encrypt"])?;
     let list = ckms.json(&["access-rights", "list", "-i", &key])?;
     assert_eq!(list[0]["operations"], serde_json::json!(["get"]));
+    // The reference's 5.26 form: the uid as a positional argument.
+    let positional = ckms.json(&["access-rights", "list", &key])?;
+    assert_eq!(positional, list);
+
+    // Server-side tools, checked against openssl.
+    let hash = ckms.json(&["hash", "-a", "sha3-256", "-d", "68656c6c6f"])?;
+    let expected = std::process::Command::new("openssl")
+        .args(["dgst", "-sha3-256", "-r"])
+        .stdin(std::fs::File::open({
+            let p = ckms.path("hello.bin");
+            std::fs::write(&p, b"hello")?;
+            p
+        })?)
+        .output()?;
+    let expected = String::from_utf8_lossy(&expected.stdout);
+    assert_eq!(hash["hash"].as_str(), expected.split_whitespace().next());
+    let random = ckms.json(&["rng", "retrieve", "-l", "16"])?;
+    assert_eq!(random["data"].as_str().map(str::len), Some(32));
+    let seed = ckms.json(&["rng", "seed", "-d", "000102030405060708090a0b0c0d0e0f"])?;
+    assert_eq!(seed["amount_of_seed_data"], 0);
+    let versions = ckms.json(&["server", "discover-versions"])?;
+    assert_eq!(versions["versions"], serde_json::json!(["2.1"]));
+    let query = ckms.json(&["server", "query"])?;
+    let operations = query["operations"].as_array().cloned().unwrap_or_default();
+    assert!(operations.contains(&serde_json::json!("Encrypt")));
+    assert!(!operations.contains(&serde_json::json!("Sign")));
 
     // Revoke, then destroy; the key is gone.
     ckms.json(&["sym", "keys", "revoke", "-k", &key, "no longer needed"])?;
@@ -496,6 +522,11 @@ async fn trust_pinning_and_configuration_errors() -> Result<()> {
         vec!["access-rights", "obtained"],
         vec!["locate"],
         vec!["server", "version"],
+        vec!["server", "discover-versions"],
+        vec!["server", "query"],
+        vec!["hash"],
+        vec!["rng", "retrieve"],
+        vec!["rng", "seed"],
         vec!["login"],
         vec!["logout"],
     ] {

@@ -31,8 +31,11 @@ pub enum AccessCommand {
     /// Who may do what on a key you own
     List {
         /// The key
-        #[arg(short = 'i', long)]
-        object_uid: String,
+        #[arg(value_name = "OBJECT_UID", required_unless_present = "object_uid")]
+        uid: Option<String>,
+        /// The key (the older form of the argument)
+        #[arg(short = 'i', long, conflicts_with = "uid")]
+        object_uid: Option<String>,
     },
     /// The keys you own
     Owned,
@@ -71,7 +74,8 @@ pub async fn run(kms: &Kms, command: AccessCommand) -> Result<Outcome, CliError>
             object_uid,
             operations,
         } => change(kms, "/access/revoke", &user, &object_uid, &operations).await,
-        AccessCommand::List { object_uid } => {
+        AccessCommand::List { uid, object_uid } => {
+            let object_uid = uid.or(object_uid).unwrap_or_default();
             let list = kms.get(&format!("/access/list/{object_uid}")).await?;
             let text = lines(&list, |e| {
                 format!(

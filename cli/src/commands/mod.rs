@@ -4,6 +4,7 @@
 pub mod access;
 pub mod login;
 pub mod sym;
+pub mod tools;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,13 @@ pub enum Command {
     },
     /// Find keys by tag
     Locate(LocateArgs),
+    /// Hash data on the server
+    Hash(tools::HashArgs),
+    /// The server's random number generator
+    Rng {
+        #[command(subcommand)]
+        command: tools::RngCommand,
+    },
     /// About the server
     Server {
         #[command(subcommand)]
@@ -68,6 +76,10 @@ pub struct LocateArgs {
 pub enum ServerCommand {
     /// The server's version
     Version,
+    /// The KMIP protocol versions the server speaks
+    DiscoverVersions,
+    /// The operations and object types the server implements
+    Query,
 }
 
 /// Key formats for export and import.
@@ -136,6 +148,14 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
                 .map_or_else(|| version.to_string(), str::to_owned);
             Ok(Outcome::new(text.clone(), json!({"version": text})))
         }
+        Command::Hash(args) => tools::hash(&kms, args).await,
+        Command::Rng { command } => tools::rng(&kms, command).await,
+        Command::Server {
+            command: ServerCommand::DiscoverVersions,
+        } => tools::discover_versions(&kms).await,
+        Command::Server {
+            command: ServerCommand::Query,
+        } => tools::query(&kms).await,
         Command::Login | Command::Logout => Err(CliError::Usage("unreachable".into())),
     }
 }
