@@ -16,32 +16,11 @@ pub fn bytes(tag: &str, value: &[u8]) -> Value {
     leaf(tag, "ByteString", json!(hex(value)))
 }
 
-pub fn hex(data: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(data.len() * 2);
-    for b in data {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
-}
+pub use kms_common::hex::encode_upper as hex;
 
 pub fn unhex(text: &str) -> Result<Vec<u8>, CliError> {
-    let bad = || CliError::Protocol("a ByteString is not hexadecimal".into());
-    if text.len() % 2 != 0 {
-        return Err(bad());
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    text.as_bytes()
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(bad)
+    kms_common::hex::decode(text)
+        .ok_or_else(|| CliError::Protocol("a ByteString is not hexadecimal".into()))
 }
 
 /// The Cosmian tag attribute: a JSON array serialized into a TextString.

@@ -1,3 +1,4 @@
 //! What kms-proxy and kms-core share, written once.
 
+pub mod hex;
 pub mod log;

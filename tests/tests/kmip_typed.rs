@@ -822,6 +822,35 @@ fn bytes_of(response: &Value, tag: &str) -> Vec<u8> {
     )
 }
 
+/// Encrypts `message` with `params` and decrypts it back (nonce and tag from the answer).
+async fn aead_round_trip(stack: &Stack, uid: &str, params: Value, message: &[u8]) -> Result<()> {
+    let sealed = stack
+        .ok(&by_uid(
+            "Encrypt",
+            uid,
+            vec![
+                params.clone(),
+                leaf("Data", "ByteString", json!(hex(message))),
+            ],
+        ))
+        .await?;
+    let part = |tag: &str| leaf(tag, "ByteString", json!(hex(&bytes_of(&sealed, tag))));
+    let back = stack
+        .ok(&by_uid(
+            "Decrypt",
+            uid,
+            vec![
+                params,
+                part("Data"),
+                part("IVCounterNonce"),
+                part("AuthenticatedEncryptionTag"),
+            ],
+        ))
+        .await?;
+    assert_eq!(bytes_of(&back, "Data"), message);
+    Ok(())
+}
+
 /// Encrypt modes, MAC, Hash, RNG and DeriveKey, each checked against openssl.
 async fn symmetric_crypto(stack: &Stack) -> Result<()> {
     let mask = leaf(
@@ -892,37 +921,13 @@ async fn symmetric_crypto(stack: &Stack) -> Result<()> {
         message
     );
     // GCM-SIV and ChaCha20-Poly1305 round trips.
-    let siv = stack
-        .ok(&by_uid(
-            "Encrypt",
-            &uid,
-            vec![
-                params(Some("GCMSIV"), Some("AES"), None),
-                leaf("Data", "ByteString", json!(hex(&message))),
-            ],
-        ))
-        .await?;
-    let back = stack
-        .ok(&by_uid(
-            "Decrypt",
-            &uid,
-            vec![
-                params(Some("GCMSIV"), Some("AES"), None),
-                leaf("Data", "ByteString", json!(hex(&bytes_of(&siv, "Data")))),
-                leaf(
-                    "IVCounterNonce",
-                    "ByteString",
-                    json!(hex(&bytes_of(&siv, "IVCounterNonce"))),
-                ),
-                leaf(
-                    "AuthenticatedEncryptionTag",
-                    "ByteString",
-                    json!(hex(&bytes_of(&siv, "AuthenticatedEncryptionTag"))),
-                ),
-            ],
-        ))
-        .await?;
-    assert_eq!(bytes_of(&back, "Data"), message);
+    aead_round_trip(
+        stack,
+        &uid,
+        params(Some("GCMSIV"), Some("AES"), None),
+        &message,
+    )
+    .await?;
     let chacha = json!({"tag": "Create", "value": [
         leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
         {"tag": "Attributes", "value": [
@@ -933,37 +938,13 @@ async fn symmetric_crypto(stack: &Stack) -> Result<()> {
         ]},
     ]});
     let chacha = uid_of(&stack.ok(&chacha).await?);
-    let sealed = stack
-        .ok(&by_uid(
-            "Encrypt",
-            &chacha,
-            vec![
-                params(None, Some("ChaCha20Poly1305"), None),
-                leaf("Data", "ByteString", json!(hex(&message))),
-            ],
-        ))
-        .await?;
-    let back = stack
-        .ok(&by_uid(
-            "Decrypt",
-            &chacha,
-            vec![
-                params(None, Some("ChaCha20Poly1305"), None),
-                leaf("Data", "ByteString", json!(hex(&bytes_of(&sealed, "Data")))),
-                leaf(
-                    "IVCounterNonce",
-                    "ByteString",
-                    json!(hex(&bytes_of(&sealed, "IVCounterNonce"))),
-                ),
-                leaf(
-                    "AuthenticatedEncryptionTag",
-                    "ByteString",
-                    json!(hex(&bytes_of(&sealed, "AuthenticatedEncryptionTag"))),
-                ),
-            ],
-        ))
-        .await?;
-    assert_eq!(bytes_of(&back, "Data"), message);
+    aead_round_trip(
+        stack,
+        &chacha,
+        params(None, Some("ChaCha20Poly1305"), None),
+        &message,
+    )
+    .await?;
     // MAC (HMAC-SHA-256 and HMAC-SHA3-256) as openssl computes it; MACVerify both ways.
     for (kmip, openssl_name) in [("SHA256", "-sha256"), ("SHA3256", "-sha3-256")] {
         let mac = stack

@@ -40,7 +40,7 @@ pub struct RequestAttributes<'a> {
 /// Attributes the server maintains itself. On a new object they may be present (an object
 /// exported by this server or the reference and imported again carries them); the server's
 /// own values replace them, as KMIP makes them read-only for clients.
-const SERVER_MAINTAINED: [&str; 13] = [
+pub const SERVER_MAINTAINED: [&str; 13] = [
     "AlwaysSensitive",
     "NeverExtractable",
     "Digest",

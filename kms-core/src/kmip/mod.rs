@@ -21,7 +21,4 @@ pub mod text;
 pub mod ttlv;
 pub mod wrap;
 
-/// Uppercase hex, as the wire uses for byte strings.
-pub fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
+pub use kms_common::hex::encode_upper as hex_upper;

@@ -5,26 +5,15 @@
 use std::collections::BTreeSet;
 
 use crate::error::KmsError;
+use crate::kmip::attributes::SERVER_MAINTAINED;
 use crate::kmip::creation::check_user_tags;
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::ttlv::Ttlv;
 use crate::object::{ManagedObject, Name, State, VendorAttribute, now};
 
-/// Attributes the server alone maintains, or that are fixed when the object is made.
-const READ_ONLY: [&str; 20] = [
-    "AlwaysSensitive",
-    "NeverExtractable",
-    "Digest",
-    "InitialDate",
-    "LastChangeDate",
-    "OriginalCreationDate",
-    "LeaseTime",
-    "RandomNumberGenerator",
-    "ShortUniqueIdentifier",
-    "RotateGeneration",
-    "RotateLatest",
-    "Fresh",
-    "State",
+/// Attributes fixed when the object is made (besides those the server maintains, which are
+/// read-only too).
+const FIXED: [&str; 7] = [
     "UniqueIdentifier",
     "ObjectType",
     "CryptographicAlgorithm",
@@ -59,7 +48,7 @@ impl Mutable {
             )));
         };
         let tag = node.tag.as_str();
-        if READ_ONLY.contains(&tag) {
+        if SERVER_MAINTAINED.contains(&tag) || FIXED.contains(&tag) {
             return Err(KmsError::ReadOnly(format!(
                 "{tag} cannot be changed by a client"
             )));

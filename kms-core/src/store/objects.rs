@@ -137,7 +137,7 @@ impl Store {
             Err(e) if is_unique_violation(&e) => return Err(StoreError::Exists),
             other => other?,
         };
-        Self::write_tags(tx, o).await
+        Self::write_labels(tx, o, false).await
     }
 
     /// A new object under a uid never used before.
@@ -149,15 +149,18 @@ impl Store {
         Self::insert_in(tx, o).await
     }
 
-    /// Replaces the tag and name rows of `o` (both are searched in SQL).
-    async fn write_tags(
+    /// Writes the tag and name rows of `o` (both are searched in SQL), replacing the old ones
+    /// when `replace` (a new object has none).
+    async fn write_labels(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         o: &ManagedObject,
+        replace: bool,
     ) -> Result<(), StoreError> {
-        for statement in [
+        let old_rows = [
             "DELETE FROM object_tags WHERE uid = $1",
             "DELETE FROM object_names WHERE uid = $1",
-        ] {
+        ];
+        for statement in old_rows.into_iter().filter(|_| replace) {
             sqlx::query(statement)
                 .bind(&o.uid)
                 .execute(&mut **tx)
@@ -200,7 +203,7 @@ impl Store {
         .bind(o.rotate_at)
         .execute(&mut **tx)
         .await?;
-        Self::write_tags(tx, o).await
+        Self::write_labels(tx, o, true).await
     }
 
     /// Inserts a new object with its tags, under a uid never used before.
