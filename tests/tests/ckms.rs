@@ -400,6 +400,14 @@ async fn every_command_through_the_stack() -> Result<()> {
     ckms.json(&["access-rights", "revoke", "bob", "-i", &key, "encrypt"])?;
     let list = ckms.json(&["access-rights", "list", "-i", &key])?;
     assert_eq!(list[0]["operations"], serde_json::json!(["get"]));
+    // Re-key: a new key, with the grants of the old one.
+    let rekeyed = ckms.json(&["sym", "keys", "re-key", "--key-id", &key])?;
+    let new_key = uid(&rekeyed);
+    assert!(!new_key.is_empty() && new_key != key, "{rekeyed}");
+    let moved = ckms.json(&["access-rights", "list", &new_key])?;
+    assert_eq!(moved[0]["operations"], serde_json::json!(["get"]));
+    let again = ckms.fails(&["sym", "keys", "activate", "--key-id", &new_key])?;
+    assert!(again.contains("already in Active"), "{again}");
     // The reference's 5.26 form: the uid as a positional argument.
     let positional = ckms.json(&["access-rights", "list", &key])?;
     assert_eq!(positional, list);
@@ -512,6 +520,8 @@ async fn trust_pinning_and_configuration_errors() -> Result<()> {
         vec!["sym", "keys", "import"],
         vec!["sym", "keys", "revoke"],
         vec!["sym", "keys", "destroy"],
+        vec!["sym", "keys", "activate"],
+        vec!["sym", "keys", "re-key"],
         vec!["sym", "encrypt"],
         vec!["sym", "decrypt"],
         vec!["access-rights"],

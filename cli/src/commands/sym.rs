@@ -136,6 +136,16 @@ pub enum KeysCommand {
         #[arg(long)]
         remove: bool,
     },
+    /// Activate a PreActive key now
+    Activate {
+        #[command(flatten)]
+        key: KeySelector,
+    },
+    /// Replace a key with a new one (the old one is deactivated; grants and tags move on)
+    ReKey {
+        #[command(flatten)]
+        key: KeySelector,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +203,12 @@ pub async fn run(kms: &Kms, command: SymCommand) -> Result<Outcome, CliError> {
         SymCommand::Encrypt(args) => encrypt(kms, args).await,
         SymCommand::Decrypt(args) => decrypt(kms, args).await,
     }
+}
+
+/// Runs an operation that takes only a uid; the uid it answers.
+async fn by_id(kms: &Kms, operation: &str, id: &str) -> Result<String, CliError> {
+    let response = kms.kmip(&kmip::by_id(operation, id, vec![])).await?;
+    kmip::text_field(&response, "UniqueIdentifier")
 }
 
 async fn keys(kms: &Kms, command: KeysCommand) -> Result<Outcome, CliError> {
@@ -312,6 +328,21 @@ async fn keys(kms: &Kms, command: KeysCommand) -> Result<Outcome, CliError> {
             let uid = kmip::text_field(&response, "UniqueIdentifier")?;
             Ok(Outcome::new(
                 format!("The key {uid} was revoked"),
+                json!({"unique_identifier": uid}),
+            ))
+        }
+        KeysCommand::Activate { key } => {
+            let uid = by_id(kms, "Activate", &key.id()?).await?;
+            Ok(Outcome::new(
+                format!("The key {uid} was activated"),
+                json!({"unique_identifier": uid}),
+            ))
+        }
+        KeysCommand::ReKey { key } => {
+            let id = key.id()?;
+            let uid = by_id(kms, "ReKey", &id).await?;
+            Ok(Outcome::new(
+                format!("The key {id} was replaced by the key {uid}"),
                 json!({"unique_identifier": uid}),
             ))
         }
