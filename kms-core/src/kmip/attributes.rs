@@ -81,21 +81,8 @@ pub fn parse<'a>(
         vendor_attribute(attribute, &mut out, f.path())?;
     }
     for name in f.all("Name") {
-        let mut n = Fields::of(name, format!("{}.Name", f.path()))?;
-        let value = n.text("NameValue")?.unwrap_or_default();
-        let name_type = n
-            .enumeration("NameType")?
-            .unwrap_or("UninterpretedTextString");
-        n.finish()?;
-        if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
-            return Err(KmsError::InvalidRequest(format!(
-                "Name {value:?}: 1 to 256 bytes, no control characters"
-            )));
-        }
-        out.names.push(Name {
-            value: value.to_owned(),
-            name_type: name_type.to_owned(),
-        });
+        out.names
+            .push(parse_name(Fields::of(name, format!("{}.Name", f.path()))?)?);
     }
     if purpose == Purpose::Filter && out.names.len() > 1 {
         return Err(KmsError::InvalidRequest(
@@ -123,6 +110,24 @@ pub fn parse<'a>(
     }
     f.finish()?;
     Ok(out)
+}
+
+/// A `Name` structure: `NameValue` (1 to 256 bytes, no control characters) and `NameType`.
+pub fn parse_name(mut n: Fields<'_>) -> Result<Name, KmsError> {
+    let value = n.text("NameValue")?.unwrap_or_default();
+    let name_type = n
+        .enumeration("NameType")?
+        .unwrap_or("UninterpretedTextString");
+    n.finish()?;
+    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(KmsError::InvalidRequest(format!(
+            "Name {value:?}: 1 to 256 bytes, no control characters"
+        )));
+    }
+    Ok(Name {
+        value: value.to_owned(),
+        name_type: name_type.to_owned(),
+    })
 }
 
 /// One vendor `Attribute`: the reference's `cosmian` tags and wrapping key; others refused.

@@ -57,23 +57,8 @@ impl Mutable {
         let mut f = Fields::of(&wrapper, path)?;
         let value = match tag {
             "Name" => {
-                let mut n = f.structure("Name")?.ok_or_else(|| missing(path, tag))?;
-                let value = n
-                    .text("NameValue")?
-                    .ok_or_else(|| missing(path, "NameValue"))?;
-                let name_type = n
-                    .enumeration("NameType")?
-                    .unwrap_or("UninterpretedTextString");
-                n.finish()?;
-                if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
-                    return Err(KmsError::InvalidRequest(format!(
-                        "Name {value:?}: 1 to 256 bytes, no control characters"
-                    )));
-                }
-                Self::Name(Name {
-                    value: value.to_owned(),
-                    name_type: name_type.to_owned(),
-                })
+                let n = f.structure("Name")?.ok_or_else(|| missing(path, tag))?;
+                Self::Name(crate::kmip::attributes::parse_name(n)?)
             }
             "ActivationDate" => {
                 Self::ActivationDate(f.date(tag)?.ok_or_else(|| missing(path, tag))?)

@@ -166,6 +166,17 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             "DeriveKey: a length of {bits} bits does not fit"
         )));
     }
+    if let Some(format) = a
+        .key_format
+        .filter(|f| !matches!(*f, "Raw" | "TransparentSymmetricKey"))
+    {
+        return Err(unsupported("DeriveKey", format!("KeyFormatType {format}")));
+    }
+    if a.object_type.is_some_and(|t| t != r.object_type) {
+        return Err(KmsError::InvalidRequest(
+            "DeriveKey: ObjectType and Attributes.ObjectType differ".into(),
+        ));
+    }
     if a.wrapping_key_id.is_some() {
         return Err(unsupported(
             "DeriveKey",

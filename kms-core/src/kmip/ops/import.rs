@@ -91,6 +91,19 @@ pub async fn store_new(
         wrapped_by = Some(kms.check_may_wrap(user, id).await?);
     }
     for a in [outer, inner] {
+        // Keys and secret data are stored as bytes and returned Raw (or, for keys,
+        // transparent); an opaque object has its own format.
+        let fine = |f: &str| match object_type {
+            ObjectType::SymmetricKey => matches!(f, "Raw" | "TransparentSymmetricKey"),
+            ObjectType::OpaqueObject => f == "Opaque",
+            _ => f == "Raw",
+        };
+        if let Some(format) = a.key_format.filter(|f| !fine(f)) {
+            return Err(unsupported(
+                op,
+                format!("KeyFormatType {format} for a {}", object_type.name()),
+            ));
+        }
         if a.object_type.is_some_and(|t| t != object_type) {
             return Err(KmsError::InvalidRequest(format!(
                 "{op}: the attributes describe another object type than {}",
@@ -248,6 +261,16 @@ mod tests {
             .map(|o| o.tags);
         let tags: Vec<String> = o.unwrap_or_default().into_iter().collect();
         assert_eq!(tags, vec!["_kk".to_owned(), "payments".to_owned()]);
+        let pkcs8 = import(
+            leaf("KeyMaterial", "ByteString", json!(key)),
+            vec![],
+            vec![leaf("KeyFormatType", "Enumeration", json!("PKCS8"))],
+        );
+        assert!(
+            fails(&kms, "alice", pkcs8)
+                .await
+                .contains("KeyFormatType PKCS8")
+        );
         let short = import(
             leaf("KeyMaterial", "ByteString", json!("0011")),
             vec![],

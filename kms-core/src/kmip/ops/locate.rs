@@ -72,6 +72,12 @@ impl Request {
             };
         }
         filter.name = a.names.into_iter().next().map(|n| n.value);
+        if a.wrapping_key_id.is_some() {
+            return Err(unsupported(
+                "Locate",
+                "the vendor attribute cosmian:wrapping_key_id as a filter",
+            ));
+        }
         if let Some(uid) = a.uid {
             filter.uid = Some(uid.to_owned());
         }
@@ -172,6 +178,18 @@ mod tests {
             fails(&kms, "alice", mask)
                 .await
                 .contains("StorageStatusMask")
+        );
+        let wrapped_by = json!({"tag": "Attribute", "value": [
+            leaf("VendorIdentification", "TextString", json!("cosmian")),
+            leaf("AttributeName", "TextString", json!("wrapping_key_id")),
+            leaf("AttributeValue", "TextString", json!("k")),
+        ]});
+        let request =
+            json!({"tag": "Locate", "value": [{"tag": "Attributes", "value": [wrapped_by]}]});
+        assert!(
+            fails(&kms, "alice", request)
+                .await
+                .contains("wrapping_key_id as a filter")
         );
         let usage = leaf("CryptographicUsageMask", "Integer", json!(4));
         let request = json!({"tag": "Locate", "value": [{"tag": "Attributes", "value": [usage]}]});

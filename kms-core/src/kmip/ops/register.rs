@@ -1,5 +1,6 @@
 //! Register: like Import, an object the client supplies (a symmetric key, secret data or an
-//! opaque object), always under a new uid the server picks.
+//! opaque object), under the uid its attributes name or a new one the server picks; never
+//! replacing an existing object.
 
 use crate::error::KmsError;
 use crate::kmip::attributes::{self, Purpose};
