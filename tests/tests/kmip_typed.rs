@@ -196,16 +196,6 @@ async fn nothing_is_ignored(stack: &Stack) -> Result<()> {
     let (status, text) = stack.kmip(&padding).await?;
     assert_eq!(status, 422);
     assert!(text.contains("PaddingMethod PKCS5"), "{text}");
-    // TTLV-encoded key wrapping is named, not silently turned into a clear export.
-    let ttlv = by_uid("Get", &uid, vec![wrapping_spec(&uid, None, "TTLVEncoding")]);
-    let (status, text) = stack.kmip(&ttlv).await?;
-    assert_eq!(status, 422, "{text}");
-    assert!(
-        text.starts_with(
-            "Feature_Not_Supported: Get.KeyWrappingSpecification: EncodingOption TTLVEncoding"
-        ),
-        "{text}"
-    );
     // A Locate filter we do not implement is refused, not dropped.
     let by_mask = json!({"tag": "Locate", "value": [{"tag": "Attributes", "value": [
         leaf("CryptographicUsageMask", "Integer", json!(4)),
@@ -270,6 +260,27 @@ async fn key_wrapping(stack: &Stack) -> Result<()> {
             .context("KeyWrappingData")?;
         assert!(data.to_string().contains(&kek_uid));
     }
+    // TTLV encoding (KMIP's and the reference CLI's default) wraps the whole key value:
+    // openssl unwraps a binary TTLV KeyValue holding the key, and it imports back.
+    let get = by_uid(
+        "Get",
+        &uid,
+        vec![wrapping_spec(&kek_uid, None, "TTLVEncoding")],
+    );
+    let wrapped = key_bytes(&stack.ok(&get).await?)?;
+    let value = openssl_unwrap(&kek, &wrapped, false)?;
+    assert_eq!(value[..4], [0x42, 0x00, 0x45, 0x01], "a KeyValue structure");
+    assert!(value.windows(32).any(|w| w == key.as_slice()));
+    let imported = stack
+        .ok(&encoded_import(
+            &wrapped,
+            &kek_uid,
+            "NISTKeyWrap",
+            "NotWrapped",
+            "TTLVEncoding",
+        ))
+        .await?;
+    assert_eq!(clear_key(stack, &uid_of(&imported)).await?, key);
     // GCM: imported back through a wrapped Import, the same key comes out.
     let export = by_uid(
         "Export",
@@ -374,6 +385,10 @@ async fn key_wrapping(stack: &Stack) -> Result<()> {
 }
 
 fn wrapped_import(wrapped: &[u8], kek: &str, mode: &str, wrap_type: &str) -> Value {
+    encoded_import(wrapped, kek, mode, wrap_type, "NoEncoding")
+}
+
+fn encoded_import(wrapped: &[u8], kek: &str, mode: &str, wrap_type: &str, encoding: &str) -> Value {
     json!({"tag": "Import", "value": [
         leaf("UniqueIdentifier", "TextString", json!("")),
         leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
@@ -393,7 +408,7 @@ fn wrapped_import(wrapped: &[u8], kek: &str, mode: &str, wrap_type: &str) -> Val
                         leaf("BlockCipherMode", "Enumeration", json!(mode)),
                     ]},
                 ]},
-                leaf("EncodingOption", "Enumeration", json!("NoEncoding")),
+                leaf("EncodingOption", "Enumeration", json!(encoding)),
             ]},
         ]}]},
     ]})

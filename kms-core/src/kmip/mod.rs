@@ -3,6 +3,7 @@
 //! operation ([`ops`]) and the dispatcher ([`kms`]).
 
 pub mod attributes;
+pub mod binary;
 pub mod build;
 pub mod creation;
 pub mod fields;
@@ -15,6 +16,7 @@ pub mod params;
 pub mod payload;
 pub mod resolve;
 pub mod rotation;
+pub mod tags;
 #[cfg(test)]
 pub mod testing;
 pub mod text;

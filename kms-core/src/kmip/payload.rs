@@ -136,11 +136,17 @@ fn key_block<'a>(
 }
 
 /// A clear `KeyValue`: `KeyMaterial` (bytes, or a transparent key's `Key`) and attributes.
-fn key_value<'a>(
+pub fn key_value<'a>(
     value: &'a Ttlv,
     path: &str,
 ) -> Result<(Zeroizing<Vec<u8>>, RequestAttributes<'a>), KmsError> {
     let path = format!("{path}.KeyValue");
+    if value.tag != "KeyValue" {
+        return Err(KmsError::InvalidRequest(format!(
+            "{path}: expected a KeyValue, found {}",
+            value.tag
+        )));
+    }
     let mut v = Fields::of(value, path.clone())?;
     let missing = || KmsError::InvalidRequest(format!("{path}: missing KeyMaterial"));
     let material = match v.node("KeyMaterial")?.map(|m| &m.value) {

@@ -3,9 +3,12 @@
 //! key stored wrapped). Get refuses revoked keys (the reference's rule); Export returns them
 //! as they are. HSM-resident keys are never returned; `Sensitive` keys only wrapped.
 
+use zeroize::Zeroizing;
+
 use crate::error::KmsError;
 use crate::key_wrap::WrapMode;
 use crate::kmip::attributes::{self, tag_attribute};
+use crate::kmip::binary;
 use crate::kmip::build::{bytes, enumeration, structure, text};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
@@ -13,7 +16,7 @@ use crate::kmip::operation::Operation;
 use crate::kmip::payload;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
-use crate::kmip::wrap::{self, WrapSpec};
+use crate::kmip::wrap::{self, Encoding, WrapSpec};
 use crate::object::{ObjectType, State};
 
 /// The key formats a symmetric key can be returned in.
@@ -102,10 +105,25 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
     let stored = o.meta.wrapped_by.as_ref().filter(|_| !unwrapped);
     let (key_value, wrapping_data) = match (&wrap, stored) {
         (Some(spec), _) => {
-            let (uid, wrapped) = kms.wrap_key(user, spec, &key).await?;
+            // TTLV encoding wraps the whole key value: material and the attributes binary
+            // TTLV can number (the reference's rotation extensions stay outside).
+            let plain = match spec.encoding {
+                Encoding::NoEncoding => Zeroizing::new(key.to_vec()),
+                Encoding::Ttlv => {
+                    let mut portable = attributes::of(&o);
+                    portable.push(tag_attribute(&o.tags));
+                    portable.retain(|a| binary::encode(a).is_ok());
+                    let value = structure(
+                        "KeyValue",
+                        vec![material(format, &key), structure("Attributes", portable)],
+                    );
+                    Zeroizing::new(binary::encode(&value)?)
+                }
+            };
+            let (uid, wrapped) = kms.wrap_key(user, spec, &plain).await?;
             let spec = WrapSpec {
                 key_id: &uid,
-                mode: spec.mode,
+                ..spec.clone()
             };
             (bytes("KeyValue", &wrapped), Some(wrap::data(&spec)))
         }
@@ -114,6 +132,7 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
             let spec = WrapSpec {
                 key_id: &by.uid,
                 mode: WrapMode::Rfc5649,
+                encoding: Encoding::NoEncoding,
             };
             (bytes("KeyValue", &wrapped), Some(wrap::data(&spec)))
         }
@@ -127,14 +146,13 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
             }
             let mut key_attributes = attributes::of(&o);
             key_attributes.push(tag_attribute(&o.tags));
-            let material = match format {
-                Format::Transparent => structure("KeyMaterial", vec![bytes("Key", &key)]),
-                Format::Raw => bytes("KeyMaterial", &key),
-            };
             (
                 structure(
                     "KeyValue",
-                    vec![material, structure("Attributes", key_attributes)],
+                    vec![
+                        material(format, &key),
+                        structure("Attributes", key_attributes),
+                    ],
                 ),
                 None,
             )
@@ -161,6 +179,14 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
         "GetResponse"
     };
     Ok(Done::new(structure(tag, children), o.uid))
+}
+
+/// `KeyMaterial` in the requested format: the bytes, or a transparent key's `Key`.
+fn material(format: Format, key: &[u8]) -> Ttlv {
+    match format {
+        Format::Transparent => structure("KeyMaterial", vec![bytes("Key", key)]),
+        Format::Raw => bytes("KeyMaterial", key),
+    }
 }
 
 #[cfg(test)]

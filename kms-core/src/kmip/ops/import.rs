@@ -7,12 +7,14 @@ use std::collections::BTreeSet;
 
 use crate::error::KmsError;
 use crate::kmip::attributes::{self, Purpose, RequestAttributes};
+use crate::kmip::binary;
 use crate::kmip::build::{structure, text};
 use crate::kmip::creation::{HSM_PREFIX, MASK_UNRESTRICTED, NewKey, check_user_tags, new_uid};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
 use crate::kmip::payload::{self, Payload};
 use crate::kmip::ttlv::Ttlv;
+use crate::kmip::wrap::Encoding;
 use crate::object::{Algorithm, ManagedObject, ObjectType, WrappedBy};
 
 pub struct Request<'a> {
@@ -70,14 +72,28 @@ pub async fn store_new(
 ) -> Result<ManagedObject, KmsError> {
     let outer = &r.attributes;
     let block = &r.payload.block;
-    let inner = &block.attributes;
+    let mut inner = &block.attributes;
     let object_type = r.payload.object_type;
+    let decoded: Ttlv;
+    let unpacked: RequestAttributes<'_>;
     // A wrapped key block is unwrapped with a key the caller may decrypt with; as registered,
-    // it stays wrapped by that key. A clear key may ask to be stored wrapped by one.
+    // it stays wrapped by that key. A clear key may ask to be stored wrapped by one. A
+    // TTLV-encoded one unwraps to a whole key value: its material and attributes.
     let (material, mut wrapped_by) = match &block.wrapped {
         Some(spec) => {
             let (kek, clear) = kms.unwrap_key(user, spec, &block.material).await?;
-            (clear, r.as_registered.then_some(kek))
+            let material = match spec.encoding {
+                Encoding::NoEncoding => clear,
+                Encoding::Ttlv => {
+                    decoded = binary::decode(&clear)?;
+                    let (material, attributes) =
+                        payload::key_value(&decoded, &format!("{op} (unwrapped)"))?;
+                    unpacked = attributes;
+                    inner = &unpacked;
+                    material
+                }
+            };
+            (material, r.as_registered.then_some(kek))
         }
         None => (block.material.clone(), None),
     };
