@@ -4,7 +4,7 @@
 //! exists, a symlink planted at the target or at a temporary name is never followed, and a
 //! reader never sees half a file.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -33,31 +33,70 @@ fn temporary_beside(path: &Path) -> io::Result<PathBuf> {
     Ok(path.with_file_name(format!(".{name}.{suffix}.tmp")))
 }
 
-/// Writes `data` to `path` as described in the module documentation.
-pub fn write_private(path: &Path, data: &[u8], existing: Existing) -> io::Result<()> {
-    if existing == Existing::Keep && std::fs::symlink_metadata(path).is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the file exists",
-        ));
-    }
-    let staged = temporary_beside(path)?;
-    let written = (|| {
-        let mut file = OpenOptions::new()
+/// A file being written beside its target: moved into place by [`Staged::commit`], removed
+/// if dropped before.
+pub struct Staged {
+    file: File,
+    staged: PathBuf,
+    target: PathBuf,
+    existing: Existing,
+}
+
+impl Staged {
+    pub fn create(path: &Path, existing: Existing) -> io::Result<Self> {
+        if existing == Existing::Keep && std::fs::symlink_metadata(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the file exists",
+            ));
+        }
+        let staged = temporary_beside(path)?;
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&staged)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        match existing {
-            Existing::Replace => std::fs::rename(&staged, path),
+        Ok(Self {
+            file,
+            staged,
+            target: path.to_owned(),
+            existing,
+        })
+    }
+
+    /// Syncs the file and moves it into place.
+    pub fn commit(self) -> io::Result<()> {
+        self.file.sync_all()?;
+        match self.existing {
+            Existing::Replace => std::fs::rename(&self.staged, &self.target),
             // A hard link never replaces: a file created meanwhile is not overwritten.
-            Existing::Keep => std::fs::hard_link(&staged, path),
+            Existing::Keep => std::fs::hard_link(&self.staged, &self.target),
         }
-    })();
-    let _ = std::fs::remove_file(&staged);
-    written
+    }
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // After a rename there is nothing left to remove; after a hard link, the staged name.
+        let _ = std::fs::remove_file(&self.staged);
+    }
+}
+
+/// Writes `data` to `path` as described in the module documentation.
+pub fn write_private(path: &Path, data: &[u8], existing: Existing) -> io::Result<()> {
+    let mut staged = Staged::create(path, existing)?;
+    staged.write_all(data)?;
+    staged.commit()
 }
 
 #[cfg(test)]

@@ -25,11 +25,10 @@ pub fn unhex(text: &str) -> Result<Vec<u8>, CliError> {
 
 /// The Cosmian tag attribute: a JSON array serialized into a TextString.
 pub fn tags_attribute(tags: &[String]) -> Value {
-    json!({"tag": "Attribute", "value": [
-        text("VendorIdentification", "cosmian"),
-        text("AttributeName", "tag"),
-        text("AttributeValue", &serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())),
-    ]})
+    vendor(
+        "tag",
+        &serde_json::to_string(tags).unwrap_or_else(|_| "[]".into()),
+    )
 }
 
 /// A key is named by its uid, or by tags (a JSON array as the identifier).
@@ -58,12 +57,20 @@ pub fn now() -> String {
     )
 }
 
-pub fn create(bits: u32, tags: &[String], id: Option<&str>) -> Value {
+/// A Create of a symmetric key of `algorithm` (KMIP name) as the reference CLI sends it.
+pub fn create(
+    algorithm: &str,
+    bits: u32,
+    usage_mask: i32,
+    tags: &[String],
+    id: Option<&str>,
+    extra: Vec<Value>,
+) -> Value {
     let mut attributes = vec![
         leaf("ActivationDate", "DateTime", json!(now())),
-        leaf("CryptographicAlgorithm", "Enumeration", json!("AES")),
+        leaf("CryptographicAlgorithm", "Enumeration", json!(algorithm)),
         leaf("CryptographicLength", "Integer", json!(bits)),
-        leaf("CryptographicUsageMask", "Integer", json!(2108)),
+        leaf("CryptographicUsageMask", "Integer", json!(usage_mask)),
         leaf(
             "KeyFormatType",
             "Enumeration",
@@ -74,6 +81,7 @@ pub fn create(bits: u32, tags: &[String], id: Option<&str>) -> Value {
     if let Some(id) = id {
         attributes.push(text("UniqueIdentifier", id));
     }
+    attributes.extend(extra);
     attributes.push(tags_attribute(tags));
     json!({"tag": "Create", "value": [
         leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
@@ -81,21 +89,12 @@ pub fn create(bits: u32, tags: &[String], id: Option<&str>) -> Value {
     ]})
 }
 
-pub fn import(key: &[u8], id: Option<&str>, tags: &[String]) -> Value {
-    json!({"tag": "Import", "value": [
-        text("UniqueIdentifier", id.unwrap_or("")),
-        leaf("ObjectType", "Enumeration", json!("SymmetricKey")),
-        leaf("ReplaceExisting", "Boolean", json!(false)),
-        {"tag": "Attributes", "value": [
-            leaf("ActivationDate", "DateTime", json!(now())),
-            tags_attribute(tags),
-        ]},
-        {"tag": "SymmetricKey", "value": [{"tag": "KeyBlock", "value": [
-            leaf("KeyFormatType", "Enumeration", json!("TransparentSymmetricKey")),
-            {"tag": "KeyValue", "value": [{"tag": "KeyMaterial", "value": [bytes("Key", key)]}]},
-            leaf("CryptographicAlgorithm", "Enumeration", json!("AES")),
-            leaf("CryptographicLength", "Integer", json!(key.len() * 8)),
-        ]}]},
+/// A Cosmian vendor attribute with a text value (`tag`, `wrapping_key_id`).
+pub fn vendor(name: &str, value: &str) -> Value {
+    json!({"tag": "Attribute", "value": [
+        text("VendorIdentification", "cosmian"),
+        text("AttributeName", name),
+        text("AttributeValue", value),
     ]})
 }
 
@@ -134,6 +133,17 @@ pub fn field<'a>(node: &'a Value, tag: &str) -> Option<&'a Value> {
     node["value"].as_array()?.iter().find(|c| c["tag"] == tag)
 }
 
+/// The first node with `tag` anywhere below `node`, to change it.
+pub fn find_mut<'a>(node: &'a mut Value, tag: &str) -> Option<&'a mut Value> {
+    if node["tag"] == tag {
+        return Some(node);
+    }
+    node["value"]
+        .as_array_mut()?
+        .iter_mut()
+        .find_map(|c| find_mut(c, tag))
+}
+
 /// The first node with `tag` anywhere below `node`.
 pub fn find<'a>(node: &'a Value, tag: &str) -> Option<&'a Value> {
     if node["tag"] == tag {
@@ -156,15 +166,21 @@ pub fn bytes_field(node: &Value, tag: &str) -> Result<Vec<u8>, CliError> {
     unhex(hex)
 }
 
-/// The key bytes of a Get answer: `KeyMaterial` raw, or `KeyMaterial{Key}` (transparent).
+/// The key bytes of an answer or object: `KeyMaterial` raw or `KeyMaterial{Key}`
+/// (transparent), a wrapped `KeyValue`'s bytes, or an opaque object's value.
 pub fn key_material(response: &Value) -> Result<Vec<u8>, CliError> {
-    let material = find(response, "KeyMaterial")
-        .ok_or_else(|| CliError::Protocol("no KeyMaterial in the answer".into()))?;
-    let hex = match material["value"].as_str() {
-        Some(hex) => hex,
-        None => find(material, "Key")
-            .and_then(|k| k["value"].as_str())
-            .ok_or_else(|| CliError::Protocol("no key bytes in KeyMaterial".into()))?,
+    let hex = if let Some(material) = find(response, "KeyMaterial") {
+        match material["value"].as_str() {
+            Some(hex) => hex,
+            None => find(material, "Key")
+                .and_then(|k| k["value"].as_str())
+                .ok_or_else(|| CliError::Protocol("no key bytes in KeyMaterial".into()))?,
+        }
+    } else {
+        find(response, "KeyValue")
+            .or_else(|| find(response, "OpaqueDataValue"))
+            .and_then(|v| v["value"].as_str())
+            .ok_or_else(|| CliError::Protocol("no key material in the object".into()))?
     };
     unhex(hex)
 }

@@ -1,5 +1,6 @@
 //! Test harness for end-to-end tests: generated PKI, echo upstreams, real proxy processes.
 
+pub mod ckms;
 pub mod client;
 pub mod echo;
 pub mod idp;

@@ -2,98 +2,18 @@
 //! authentication method (none, access token, PKCS#12 client certificate, OAuth2 PKCE login
 //! against the test OpenID provider), certificate pinning, every command, and a 100 MiB file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
+use kms_tests::Validity;
+use kms_tests::ckms::{Ckms, front, uid};
 use kms_tests::idp::Idp;
 use kms_tests::proxy::{Logs, binary};
 use kms_tests::stack::Stack;
-use kms_tests::{CertFiles, Proxy, ProxyCommand, Validity, tls_args};
 use serde_json::Value;
-
-/// One configuration file and the commands run with it.
-struct Ckms {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-}
-
-impl Ckms {
-    fn new(http_config: &str) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let conf = dir.path().join("ckms.toml");
-        std::fs::write(&conf, format!("[http_config]\n{http_config}\n"))?;
-        Ok(Self { dir, conf })
-    }
-
-    /// A configuration pinning the certificate `cert` of the proxy at `url`.
-    fn pinned(url: &str, cert: &CertFiles, extra: &str) -> Result<Self> {
-        Self::new(&format!(
-            "server_url = \"{url}\"\nverified_cert = \"\"\"\n{}\"\"\"\n{extra}",
-            cert.cert_pem
-        ))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(binary("ckms"));
-        command
-            .args(args)
-            .env("CKMS_CONF", &self.conf)
-            .env("HOME", self.dir.path())
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Result<(bool, String, String)> {
-        let out = self.command(args).output()?;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
-
-    /// Runs with `--json`; the command must succeed.
-    fn json(&self, args: &[&str]) -> Result<Value> {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let (ok, stdout, stderr) = self.run(&all)?;
-        ensure!(ok, "ckms {args:?} failed: {stderr}");
-        serde_json::from_str(&stdout).with_context(|| format!("not JSON: {stdout}"))
-    }
-
-    /// The command must fail (non-zero exit); returns its stderr.
-    fn fails(&self, args: &[&str]) -> Result<String> {
-        let (ok, stdout, stderr) = self.run(args)?;
-        ensure!(!ok, "ckms {args:?} succeeded: {stdout}");
-        Ok(stderr)
-    }
-}
-
-fn uid(value: &Value) -> String {
-    value["unique_identifier"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// A proxy with a known certificate in front of the stack's core.
-fn front(stack: &Stack, stem: &str, extra: &[&str]) -> Result<(Proxy, CertFiles)> {
-    let cert = stack.pki.server(stem, Validity::Current)?;
-    let proxy = ProxyCommand::new()
-        .args(tls_args(&cert, &format!("unix:{}", stack.socket.display())))
-        .args(extra)
-        .spawn()?;
-    Ok((proxy, cert))
-}
 
 /// `size` bytes that are not all alike (a 1 MiB pseudo-random block, numbered per copy).
 fn big_file(path: &Path, size: usize) -> Result<()> {
@@ -214,6 +134,15 @@ async fn every_command_through_the_stack() -> Result<()> {
         ])?;
         assert_eq!(std::fs::read(&back)?, raw, "{format}");
     }
+    // A json-ttlv file carries its tags: the copy has the original's tag too. It goes away
+    // so that the tag names one key again.
+    let found = ckms.json(&["locate", "--tag", "ckms-test"])?;
+    assert_eq!(
+        found["unique_identifiers"].as_array().map(Vec::len),
+        Some(2)
+    );
+    ckms.json(&["sym", "keys", "revoke", "-k", "imported-ttlv", "copy"])?;
+    ckms.json(&["sym", "keys", "destroy", "-k", "imported-ttlv", "--remove"])?;
     assert!(
         ckms.fails(&[
             "sym",
@@ -223,7 +152,7 @@ async fn every_command_through_the_stack() -> Result<()> {
             "raw",
             &ttlv_file.display().to_string()
         ])?
-        .contains("not an AES key")
+        .contains("16, 24 or 32 bytes")
     );
 
     // A small file, encrypted by the KMS with additional data: nonce ‖ ciphertext ‖ tag.
@@ -315,7 +244,9 @@ async fn every_command_through_the_stack() -> Result<()> {
     assert!(stderr.contains("--envelope"), "{stderr}");
     let big_enc = ckms.path("big.enc");
     let started = Instant::now();
-    ckms.json(&[
+    // In constant memory: chunks of 1 MiB, never the whole file (the earlier envelope read
+    // all 100 MiB and held the ciphertext too).
+    let enc_peak = ckms.peak_rss_kib(&[
         "sym",
         "encrypt",
         "--envelope",
@@ -327,8 +258,12 @@ async fn every_command_through_the_stack() -> Result<()> {
         &big_enc.display().to_string(),
         &big.display().to_string(),
     ])?;
+    assert!(
+        enc_peak < 40 * 1024,
+        "encrypting 100 MiB peaked at {enc_peak} KiB"
+    );
     let big_back = ckms.path("big.back");
-    ckms.json(&[
+    let dec_peak = ckms.peak_rss_kib(&[
         "sym",
         "decrypt",
         "-k",
@@ -339,7 +274,14 @@ async fn every_command_through_the_stack() -> Result<()> {
         &big_back.display().to_string(),
         &big_enc.display().to_string(),
     ])?;
-    eprintln!("100 MiB encrypted and decrypted in {:?}", started.elapsed());
+    assert!(
+        dec_peak < 40 * 1024,
+        "decrypting 100 MiB peaked at {dec_peak} KiB"
+    );
+    eprintln!(
+        "100 MiB encrypted and decrypted in {:?}, peak RSS {enc_peak} / {dec_peak} KiB",
+        started.elapsed()
+    );
     assert!(
         std::fs::read(&big)? == std::fs::read(&big_back)?,
         "100 MiB round trip differs"

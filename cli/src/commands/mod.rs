@@ -2,7 +2,11 @@
 //! or one JSON object with `--json`, and fails with a non-zero exit code.
 
 pub mod access;
+pub mod attributes;
+pub mod crypt;
 pub mod login;
+pub mod objects;
+pub mod secret;
 pub mod sym;
 pub mod tools;
 
@@ -40,6 +44,21 @@ pub enum Command {
         #[command(subcommand)]
         command: sym::SymCommand,
     },
+    /// Secret data: passwords and seeds
+    SecretData {
+        #[command(subcommand)]
+        command: secret::SecretCommand,
+    },
+    /// Opaque objects: bytes the KMS keeps without interpreting them
+    OpaqueObject {
+        #[command(subcommand)]
+        command: secret::OpaqueCommand,
+    },
+    /// Get, set, delete and modify an object's attributes
+    Attributes {
+        #[command(subcommand)]
+        command: attributes::AttributesCommand,
+    },
     /// Grant, revoke and list access rights to keys
     AccessRights {
         #[command(subcommand)]
@@ -49,6 +68,13 @@ pub enum Command {
     Locate(LocateArgs),
     /// Hash data on the server
     Hash(tools::HashArgs),
+    /// MAC (HMAC) of data with a key of the KMS
+    Mac {
+        #[command(subcommand)]
+        command: tools::MacCommand,
+    },
+    /// Derive a new key from a key, secret data or a password (PBKDF2, HKDF)
+    DeriveKey(tools::DeriveArgs),
     /// The server's random number generator
     Rng {
         #[command(subcommand)]
@@ -120,6 +146,11 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Sym { command } => sym::run(&kms, command).await,
         Command::AccessRights { command } => access::run(&kms, command).await,
+        Command::SecretData { command } => secret::secret_data(&kms, command).await,
+        Command::OpaqueObject { command } => secret::opaque_object(&kms, command).await,
+        Command::Attributes { command } => attributes::run(&kms, command).await,
+        Command::Mac { command } => tools::mac(&kms, command).await,
+        Command::DeriveKey(args) => tools::derive_key(&kms, args).await,
         Command::Locate(args) => {
             let request = json!({"tag": "Locate", "value": [
                 {"tag": "Attributes", "value": [kmip::tags_attribute(&args.tags)]},
