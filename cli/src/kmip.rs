@@ -104,27 +104,31 @@ pub fn by_id(op: &str, id: &str, extra: Vec<Value>) -> Value {
     json!({"tag": op, "value": children})
 }
 
-fn gcm() -> Value {
-    json!({"tag": "CryptographicParameters", "value": [
-        leaf("BlockCipherMode", "Enumeration", json!("GCM")),
-        leaf("CryptographicAlgorithm", "Enumeration", json!("AES")),
-    ]})
-}
-
-pub fn encrypt(id: &str, data: &[u8], aad: Option<&[u8]>) -> Value {
-    let mut extra = vec![gcm(), bytes("Data", data)];
-    if let Some(aad) = aad {
-        extra.push(bytes("AuthenticatedEncryptionAdditionalData", aad));
-    }
+/// An Encrypt of `data` with `params` (a `CryptographicParameters` node).
+pub fn encrypt(
+    id: &str,
+    params: Value,
+    data: &[u8],
+    nonce: Option<&[u8]>,
+    aad: Option<&[u8]>,
+) -> Value {
+    let mut extra = vec![params, bytes("Data", data)];
+    extra.extend(nonce.map(|n| bytes("IVCounterNonce", n)));
+    extra.extend(aad.map(|a| bytes("AuthenticatedEncryptionAdditionalData", a)));
     by_id("Encrypt", id, extra)
 }
 
-pub fn decrypt(id: &str, nonce: &[u8], data: &[u8], tag: &[u8], aad: Option<&[u8]>) -> Value {
-    let mut extra = vec![gcm(), bytes("Data", data), bytes("IVCounterNonce", nonce)];
-    if let Some(aad) = aad {
-        extra.push(bytes("AuthenticatedEncryptionAdditionalData", aad));
+/// A Decrypt: the parts of what Encrypt returned (nonce and tag when the mode has them).
+pub fn decrypt(id: &str, params: Value, parts: [&[u8]; 3], aad: Option<&[u8]>) -> Value {
+    let [nonce, data, tag] = parts;
+    let mut extra = vec![params, bytes("Data", data)];
+    if !nonce.is_empty() {
+        extra.push(bytes("IVCounterNonce", nonce));
     }
-    extra.push(bytes("AuthenticatedEncryptionTag", tag));
+    extra.extend(aad.map(|a| bytes("AuthenticatedEncryptionAdditionalData", a)));
+    if !tag.is_empty() {
+        extra.push(bytes("AuthenticatedEncryptionTag", tag));
+    }
     by_id("Decrypt", id, extra)
 }
 

@@ -401,6 +401,80 @@ fn envelope_integrity(ckms: &Ckms) -> Result<()> {
     Ok(())
 }
 
+/// `-d` (how the KMS encrypts), `-n`, and `-e` (how the KMS key wraps an envelope's data key),
+/// with the reference CLI's names; AES-CBC checked with openssl.
+fn encryption_modes(ckms: &Ckms) -> Result<()> {
+    let aes = created(ckms, &["sym", "keys", "create"])?;
+    let chacha = created(ckms, &["sym", "keys", "create", "-a", "chacha20"])?;
+    let raw = path(ckms, "aes.raw");
+    ckms.json(&["sym", "keys", "export", "-k", &aes, "-f", "raw", &raw])?;
+    let aes_hex = hex(&std::fs::read(&raw)?);
+    let plain = path(ckms, "modes.txt");
+    std::fs::write(&plain, b"seventeen bytes!!")?;
+    let enc = path(ckms, "modes.enc");
+    let back = path(ckms, "modes.back");
+    for (key, mode) in [
+        (&aes, "aes-gcm"),
+        (&aes, "aes-cbc"),
+        (&aes, "aes-gcm-siv"),
+        (&chacha, "chacha20-poly1305"),
+    ] {
+        ckms.json(&["sym", "encrypt", "-k", key, "-d", mode, "-o", &enc, &plain])?;
+        ckms.json(&[
+            "sym", "decrypt", "-k", key, "-d", mode, "--force", "-o", &back, &enc,
+        ])?;
+        assert_eq!(std::fs::read(&back)?, b"seventeen bytes!!", "{mode}");
+    }
+    // AES-CBC: IV ‖ ciphertext (PKCS#7), which openssl decrypts.
+    ckms.json(&[
+        "sym", "encrypt", "-k", &aes, "-d", "aes-cbc", "-o", &enc, &plain,
+    ])?;
+    let sealed = std::fs::read(&enc)?;
+    assert_eq!(sealed.len(), 16 + 32);
+    let body = path(ckms, "cbc.body");
+    std::fs::write(&body, &sealed[16..])?;
+    let opened = openssl(&[
+        "enc",
+        "-d",
+        "-aes-256-cbc",
+        "-K",
+        &aes_hex,
+        "-iv",
+        &hex(&sealed[..16]),
+        "-in",
+        &body,
+    ])?;
+    assert_eq!(opened, b"seventeen bytes!!");
+    let err = ckms.fails(&[
+        "sym", "encrypt", "-k", &aes, "-d", "aes-xts", "-o", &enc, &plain,
+    ])?;
+    assert!(err.contains("XTS"), "{err}");
+    // A nonce the caller gives is used.
+    let nonce = "000102030405060708090a0b";
+    ckms.json(&[
+        "sym", "encrypt", "-k", &aes, "-n", nonce, "-o", &enc, &plain,
+    ])?;
+    assert_eq!(hex(&std::fs::read(&enc)?[..12]), nonce);
+    // Envelopes under each key encryption; the header records it.
+    for (mode, id) in [
+        ("aes-gcm", 1u8),
+        ("rfc5649", 2),
+        ("rfc3394", 3),
+        ("aes-gcm-siv", 4),
+    ] {
+        ckms.json(&["sym", "encrypt", "-k", &aes, "-e", mode, "-o", &enc, &plain])?;
+        let sealed = std::fs::read(&enc)?;
+        assert_eq!((&sealed[..8], sealed[8]), (&b"CKMSENV2"[..], id), "{mode}");
+        ckms.json(&["sym", "decrypt", "-k", &aes, "--force", "-o", &back, &enc])?;
+        assert_eq!(std::fs::read(&back)?, b"seventeen bytes!!", "{mode}");
+    }
+    let err = ckms.fails(&[
+        "sym", "encrypt", "-k", &aes, "-e", "rfc5649", "-d", "aes-cbc", &plain,
+    ])?;
+    assert!(err.contains("-d applies"), "{err}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn objects_attributes_mac_derivation_and_wrapping() -> Result<()> {
     let stack = Stack::start(None).await?;
@@ -410,6 +484,7 @@ async fn objects_attributes_mac_derivation_and_wrapping() -> Result<()> {
     attributes(&ckms)?;
     mac_and_derivation(&ckms)?;
     wrapping(&ckms)?;
+    encryption_modes(&ckms)?;
     envelope_integrity(&ckms)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod attributes;
 pub mod crypt;
+pub mod envelope;
 pub mod login;
 pub mod objects;
 pub mod secret;
