@@ -45,15 +45,19 @@ pub fn identifier(key_id: Option<&str>, tags: &[String]) -> Result<String, CliEr
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, now, whole seconds.
 pub fn now() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    date(time::OffsetDateTime::now_utc())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as KMIP JSON writes a DateTime.
+pub fn date(t: time::OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 

@@ -110,6 +110,14 @@ pub fn uid(value: &Value) -> String {
 }
 
 /// A proxy with a known certificate in front of the stack's core.
+/// A proxy with a known certificate in front of the stack's core, and a configuration pinned
+/// to it.
+pub fn pinned_front(stack: &Stack, stem: &str) -> Result<(Proxy, Ckms)> {
+    let (proxy, cert) = front(stack, stem, &[])?;
+    let ckms = Ckms::pinned(&proxy.url(""), &cert, "")?;
+    Ok((proxy, ckms))
+}
+
 pub fn front(stack: &Stack, stem: &str, extra: &[&str]) -> Result<(Proxy, CertFiles)> {
     let cert = stack.pki.server(stem, Validity::Current)?;
     let proxy = ProxyCommand::new()

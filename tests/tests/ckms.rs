@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use kms_tests::Validity;
-use kms_tests::ckms::{Ckms, front, uid};
+use kms_tests::ckms::{Ckms, front, pinned_front, uid};
 use kms_tests::idp::Idp;
 use kms_tests::proxy::{Logs, binary};
 use kms_tests::stack::Stack;
@@ -41,8 +41,7 @@ fn big_file(path: &Path, size: usize) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_command_through_the_stack() -> Result<()> {
     let stack = Stack::start(None).await?;
-    let (proxy, cert) = front(&stack, "ckms-front", &[])?;
-    let ckms = Ckms::pinned(&proxy.url(""), &cert, "")?;
+    let (_proxy, ckms) = pinned_front(&stack, "ckms-front")?;
 
     let version = ckms.json(&["server", "version"])?;
     assert!(

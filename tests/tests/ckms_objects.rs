@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
-use kms_tests::ckms::{Ckms, front, uid};
+use kms_tests::ckms::{Ckms, pinned_front, uid};
 use kms_tests::stack::Stack;
 use serde_json::Value;
 
@@ -35,6 +35,13 @@ fn created(ckms: &Ckms, args: &[&str]) -> Result<String> {
 
 fn path(ckms: &Ckms, name: &str) -> String {
     ckms.path(name).display().to_string()
+}
+
+/// The clear bytes of the key `id`, exported raw to `name`.
+fn raw_key(ckms: &Ckms, id: &str, name: &str) -> Result<Vec<u8>> {
+    let file = path(ckms, name);
+    ckms.json(&["sym", "keys", "export", "-k", id, "-f", "raw", &file])?;
+    Ok(std::fs::read(&file)?)
 }
 
 fn secret_data_and_opaque_objects(ckms: &Ckms) -> Result<()> {
@@ -174,9 +181,7 @@ fn attributes(ckms: &Ckms) -> Result<()> {
 
 fn mac_and_derivation(ckms: &Ckms) -> Result<()> {
     let key = created(ckms, &["sym", "keys", "create", "-a", "hmac-sha256"])?;
-    let raw = path(ckms, "mac-key.raw");
-    ckms.json(&["sym", "keys", "export", "-k", &key, "-f", "raw", &raw])?;
-    let key_hex = hex(&std::fs::read(&raw)?);
+    let key_hex = hex(&raw_key(ckms, &key, "mac-key.raw")?);
     let data = std::fs::write(ckms.path("data.txt"), b"hello").map(|()| path(ckms, "data.txt"))?;
     let mac = ckms.json(&[
         "mac",
@@ -269,11 +274,8 @@ fn wrapping(ckms: &Ckms) -> Result<()> {
     let kek = created(ckms, &["sym", "keys", "create"])?;
     let key = created(ckms, &["sym", "keys", "create", "-t", "wrapped-one"])?;
     let raw = path(ckms, "clear.raw");
-    ckms.json(&["sym", "keys", "export", "-k", &key, "-f", "raw", &raw])?;
-    let clear = std::fs::read(&raw)?;
-    let kek_raw = path(ckms, "kek.raw");
-    ckms.json(&["sym", "keys", "export", "-k", &kek, "-f", "raw", &kek_raw])?;
-    let kek_hex = hex(&std::fs::read(&kek_raw)?);
+    let clear = raw_key(ckms, &key, "clear.raw")?;
+    let kek_hex = hex(&raw_key(ckms, &kek, "kek.raw")?);
     // Raw + RFC 5649: openssl unwraps the key bytes.
     let wrapped = path(ckms, "wrapped.raw");
     ckms.json(&[
@@ -406,9 +408,7 @@ fn envelope_integrity(ckms: &Ckms) -> Result<()> {
 fn encryption_modes(ckms: &Ckms) -> Result<()> {
     let aes = created(ckms, &["sym", "keys", "create"])?;
     let chacha = created(ckms, &["sym", "keys", "create", "-a", "chacha20"])?;
-    let raw = path(ckms, "aes.raw");
-    ckms.json(&["sym", "keys", "export", "-k", &aes, "-f", "raw", &raw])?;
-    let aes_hex = hex(&std::fs::read(&raw)?);
+    let aes_hex = hex(&raw_key(ckms, &aes, "aes.raw")?);
     let plain = path(ckms, "modes.txt");
     std::fs::write(&plain, b"seventeen bytes!!")?;
     let enc = path(ckms, "modes.enc");
@@ -478,8 +478,7 @@ fn encryption_modes(ckms: &Ckms) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn objects_attributes_mac_derivation_and_wrapping() -> Result<()> {
     let stack = Stack::start(None).await?;
-    let (proxy, cert) = front(&stack, "ckms-objects", &[])?;
-    let ckms = Ckms::pinned(&proxy.url(""), &cert, "")?;
+    let (_proxy, ckms) = pinned_front(&stack, "ckms-objects")?;
     secret_data_and_opaque_objects(&ckms)?;
     attributes(&ckms)?;
     mac_and_derivation(&ckms)?;

@@ -91,15 +91,7 @@ fn date(text: &str) -> Result<String, CliError> {
         .map_err(|_| CliError::Usage(format!("{text}: not a date")))?;
     let t = time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .map_err(|_| CliError::Usage(format!("{text}: date out of range")))?;
-    Ok(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    ))
+    Ok(kmip::date(t))
 }
 
 impl Values {

@@ -1,7 +1,8 @@
-//! KMIP tag numbers and enumeration codes (KMIP 2.1, section 11 and the enumerations of
-//! section 11), for the binary TTLV of wrapped key values ([`crate::kmip::binary`]). The JSON
+//! KMIP tag numbers and enumeration codes (KMIP 2.1, section 11), for the binary TTLV of wrapped key values ([`crate::kmip::binary`]). The JSON
 //! form names tags and enumeration values; the binary form numbers them. Only the tags a key
 //! value and its attributes use are listed: an object needing another one is refused by name.
+
+use crate::kmip::names;
 
 /// Tag number and JSON name.
 const TAGS: &[(u32, &str)] = &[
@@ -70,107 +71,6 @@ pub fn name(number: u32) -> Option<&'static str> {
     TAGS.iter().find(|(t, _)| *t == number).map(|(_, n)| *n)
 }
 
-/// Codes in order from 1: the names of `CryptographicAlgorithm` up to SHAKE256 (0x28).
-const ALGORITHMS: &[&str] = &[
-    "DES",
-    "THREE_DES",
-    "AES",
-    "RSA",
-    "DSA",
-    "ECDSA",
-    "HMACSHA1",
-    "HMACSHA224",
-    "HMACSHA256",
-    "HMACSHA384",
-    "HMACSHA512",
-    "HMACMD5",
-    "DH",
-    "ECDH",
-    "ECMQV",
-    "Blowfish",
-    "Camellia",
-    "CAST5",
-    "IDEA",
-    "MARS",
-    "RC2",
-    "RC4",
-    "RC5",
-    "SKIPJACK",
-    "Twofish",
-    "EC",
-    "OneTimePad",
-    "ChaCha20",
-    "Poly1305",
-    "ChaCha20Poly1305",
-    "SHA3224",
-    "SHA3256",
-    "SHA3384",
-    "SHA3512",
-    "HMACSHA3224",
-    "HMACSHA3256",
-    "HMACSHA3384",
-    "HMACSHA3512",
-    "SHAKE128",
-    "SHAKE256",
-];
-const HASHES: &[&str] = &[
-    "MD2",
-    "MD4",
-    "MD5",
-    "SHA1",
-    "SHA224",
-    "SHA256",
-    "SHA384",
-    "SHA512",
-    "RIPEMD160",
-    "Tiger",
-    "Whirlpool",
-    "SHA512224",
-    "SHA512256",
-    "SHA3224",
-    "SHA3256",
-    "SHA3384",
-    "SHA3512",
-];
-const STATES: &[&str] = &[
-    "PreActive",
-    "Active",
-    "Deactivated",
-    "Compromised",
-    "Destroyed",
-    "Destroyed_Compromised",
-];
-const MODES: &[&str] = &[
-    "CBC",
-    "ECB",
-    "PCBC",
-    "CFB",
-    "OFB",
-    "CTR",
-    "CMAC",
-    "CCM",
-    "GCM",
-    "CBCMAC",
-    "XTS",
-    "AESKeyWrapPadding",
-    "NISTKeyWrap",
-    "X9102AESKW",
-    "X9102TDKW",
-    "X9102AKW1",
-    "X9102AKW2",
-    "AEAD",
-];
-const REASONS: &[&str] = &[
-    "Unspecified",
-    "KeyCompromise",
-    "CACompromise",
-    "AffiliationChanged",
-    "Superseded",
-    "CessationOfOperation",
-    "PrivilegeWithdrawn",
-];
-const NAME_TYPES: &[&str] = &["UninterpretedTextString", "URI"];
-const SECRET_TYPES: &[&str] = &["Password", "Seed"];
 const RNG_ALGORITHMS: &[&str] = &[
     "Unspecified",
     "FIPS186_2",
@@ -178,23 +78,6 @@ const RNG_ALGORITHMS: &[&str] = &[
     "NRBG",
     "ANSI_X931",
     "ANSI_X962",
-];
-/// Codes from 0x101.
-const LINK_TYPES: &[&str] = &[
-    "CertificateLink",
-    "PublicKeyLink",
-    "PrivateKeyLink",
-    "DerivationBaseObjectLink",
-    "DerivedKeyLink",
-    "ReplacementObjectLink",
-    "ReplacedObjectLink",
-    "ParentLink",
-    "ChildLink",
-    "PreviousLink",
-    "NextLink",
-    "PKCS12CertificateLink",
-    "PKCS12PasswordLink",
-    "WrappingKeyLink",
 ];
 /// Codes with gaps (reserved values in between).
 const OBJECT_TYPES: &[(u32, &str)] = &[
@@ -230,25 +113,36 @@ const KEY_FORMATS: &[(u32, &str)] = &[
 
 /// How the values of an enumeration are numbered.
 enum Codes {
+    /// Consecutive codes from the first, in the order of the names.
     From(u32, &'static [&'static str]),
     Listed(&'static [(u32, &'static str)]),
 }
 
+/// The first `count` names [`names::valid_names`] lists for `tag`, which follow KMIP's order
+/// (the reference's extensions come after).
+fn spec_order(first: u32, tag: &str, count: usize) -> Option<Codes> {
+    let all = names::valid_names(tag)?;
+    Some(Codes::From(first, all.get(..count)?))
+}
+
 fn codes(tag: &str) -> Option<Codes> {
-    Some(match tag {
-        "CryptographicAlgorithm" => Codes::From(1, ALGORITHMS),
-        "HashingAlgorithm" => Codes::From(1, HASHES),
-        "State" => Codes::From(1, STATES),
-        "BlockCipherMode" => Codes::From(1, MODES),
-        "RevocationReasonCode" => Codes::From(1, REASONS),
-        "NameType" => Codes::From(1, NAME_TYPES),
-        "SecretDataType" => Codes::From(1, SECRET_TYPES),
-        "RNGAlgorithm" => Codes::From(1, RNG_ALGORITHMS),
-        "LinkType" => Codes::From(0x101, LINK_TYPES),
-        "ObjectType" => Codes::Listed(OBJECT_TYPES),
-        "KeyFormatType" => Codes::Listed(KEY_FORMATS),
-        _ => return None,
-    })
+    match tag {
+        // DES (1) to SHAKE256 (0x28).
+        "CryptographicAlgorithm" => spec_order(1, tag, 0x28),
+        // MD2 (1) to SHA3-512 (0x11).
+        "HashingAlgorithm" => spec_order(1, tag, 0x11),
+        "State" => spec_order(1, tag, 6),
+        // CBC (1) to AEAD (0x12).
+        "BlockCipherMode" => spec_order(1, tag, 0x12),
+        "RevocationReasonCode" => spec_order(1, tag, 7),
+        "NameType" => spec_order(1, tag, 2),
+        "SecretDataType" => spec_order(1, tag, 2),
+        "LinkType" => spec_order(0x101, tag, 14),
+        "RNGAlgorithm" => Some(Codes::From(1, RNG_ALGORITHMS)),
+        "ObjectType" => Some(Codes::Listed(OBJECT_TYPES)),
+        "KeyFormatType" => Some(Codes::Listed(KEY_FORMATS)),
+        _ => None,
+    }
 }
 
 /// The code of the value `name` of the enumeration `tag`.
@@ -289,6 +183,13 @@ mod tests {
         assert_eq!(code("CryptographicAlgorithm", "ChaCha20"), Some(0x1C));
         assert_eq!(code("BlockCipherMode", "NISTKeyWrap"), Some(0x0D));
         assert_eq!(code("LinkType", "WrappingKeyLink"), Some(0x10E));
+        assert_eq!(code("HashingAlgorithm", "SHA3512"), Some(0x11));
+        assert_eq!(code("State", "Destroyed_Compromised"), Some(6));
+        assert_eq!(
+            code("BlockCipherMode", "GCMSIV"),
+            None,
+            "a reference extension"
+        );
         assert_eq!(code("ObjectType", "SecretData"), Some(7));
         assert_eq!(
             code_name("KeyFormatType", 0x14),
