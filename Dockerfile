@@ -1,16 +1,19 @@
 # syntax=docker/dockerfile:1
-# kms-proxy and kms-core in one minimal image. Build: docker build -t kms:dev .
-# Run the proxy (the default) or the core (--entrypoint /usr/local/bin/kms-core); see README
+# kms-proxy, kms-core and kms-k8s-plugin in one minimal image. Build: docker build -t kms:dev .
+# Run the proxy (the default), the core (--entrypoint /usr/local/bin/kms-core) or the
+# Kubernetes KMS plugin (--entrypoint /usr/local/bin/kms-k8s-plugin); see README
 # "Deploy". The runtime image has no shell and runs as the unprivileged user 65532.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p kms-proxy -p kms-core --bin kms-proxy --bin kms-core \
-    && strip target/release/kms-proxy target/release/kms-core
+RUN cargo build --release --locked -p kms-proxy -p kms-core -p kms-k8s-plugin \
+        --bin kms-proxy --bin kms-core --bin kms-k8s-plugin \
+    && strip target/release/kms-proxy target/release/kms-core target/release/kms-k8s-plugin
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/kms-proxy /src/target/release/kms-core /usr/local/bin/
+COPY --from=build /src/target/release/kms-proxy /src/target/release/kms-core \
+    /src/target/release/kms-k8s-plugin /usr/local/bin/
 USER 65532:65532
 EXPOSE 9998 9464 9465
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \

@@ -71,6 +71,11 @@ impl ProxyCommand {
         Self::for_binary("kms-core", "kms-core listening on ")
     }
 
+    /// kms-k8s-plugin, which logs `kms-k8s-plugin listening on unix:<path>`.
+    pub fn plugin() -> Self {
+        Self::for_binary("kms-k8s-plugin", "kms-k8s-plugin listening on ")
+    }
+
     fn for_binary(name: &str, marker: &'static str) -> Self {
         let cwd = tempfile::Builder::new()
             .prefix("kms-proxy-cwd-")
@@ -150,7 +155,7 @@ impl ProxyCommand {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         // kms-core listens on a Unix socket: its marker line is enough.
-        let unix = self.marker.starts_with("kms-core");
+        let unix = self.marker.starts_with("kms-core") || self.marker.starts_with("kms-k8s-plugin");
         let ready = |p: &Proxy| {
             p.admin.is_some() && (p.addr.is_some() || (unix && p.logs().contains(self.marker)))
         };

@@ -42,6 +42,11 @@ fn render(overlay: &str) -> Result<(String, Vec<Value>)> {
         "install kubectl (it renders Kustomize offline)",
     )?;
     ensure!(ok, "kubectl kustomize {dir} failed:\n{yaml}");
+    Ok((yaml.clone(), yaml_objects(&yaml)?))
+}
+
+/// Every document of a YAML text, as JSON.
+fn yaml_objects(yaml: &str) -> Result<Vec<Value>> {
     let mut python = Command::new("python3")
         .args([
             "-c",
@@ -56,8 +61,76 @@ fn render(overlay: &str) -> Result<(String, Vec<Value>)> {
         stdin.write_all(yaml.as_bytes())?;
     }
     let out = python.wait_with_output()?;
-    ensure!(out.status.success(), "cannot parse the rendered YAML");
-    Ok((yaml, serde_json::from_slice(&out.stdout)?))
+    ensure!(out.status.success(), "cannot parse the YAML");
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The Kubernetes KMS plugin's files: the static pod validates strictly; the
+/// EncryptionConfiguration points at the socket the plugin's configuration serves, in a
+/// directory both containers mount; the sidecar is unprivileged; the plugin accepts its TOML
+/// (only the credential files, which live on the node, are missing here).
+#[test]
+fn k8s_plugin_files() -> Result<()> {
+    let pod_file = "deploy/k8s-plugin/kube-apiserver.yaml";
+    let (ok, out) = run(
+        "kubernetes-validate",
+        &["--strict", "--quiet", pod_file],
+        "pip install kubernetes-validate",
+    )?;
+    assert!(ok && out.trim().is_empty(), "{pod_file}:\n{out}");
+    let read = |f: &str| std::fs::read_to_string(repo().join("deploy/k8s-plugin").join(f));
+    let pod = yaml_objects(&read("kube-apiserver.yaml")?)?;
+    let encryption = yaml_objects(&read("encryption-configuration.yaml")?)?;
+    let toml: toml::Table = read("plugin.toml")?.parse()?;
+    let socket = toml["socket"].as_str().unwrap_or_default();
+    let provider = &encryption[0]["resources"][0]["providers"][0]["kms"];
+    assert_eq!(provider["apiVersion"], "v2");
+    assert_eq!(provider["endpoint"], format!("unix://{socket}").as_str());
+    let spec = &pod[0]["spec"];
+    let socket_dir = Path::new(socket).parent().map(|p| p.display().to_string());
+    let volume = |c: &Value| {
+        c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["mountPath"].as_str() == socket_dir.as_deref())
+            .and_then(|m| m["name"].as_str())
+            .map(str::to_owned)
+    };
+    let containers: Vec<&Value> = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let plugin = containers
+        .iter()
+        .find(|c| c["name"] == "kms-k8s-plugin")
+        .context("no plugin container")?;
+    let apiserver = containers
+        .iter()
+        .find(|c| c["name"] == "kube-apiserver")
+        .context("no apiserver container")?;
+    assert!(volume(plugin).is_some() && volume(plugin) == volume(apiserver));
+    let sc = &plugin["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    // The plugin reads this very file: every key is known; what is missing is the node's.
+    let (status, _, stderr) = ProxyCommand::plugin()
+        .args([
+            "--config",
+            &repo()
+                .join("deploy/k8s-plugin/plugin.toml")
+                .display()
+                .to_string(),
+        ])
+        .output()?;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("client_cert_file") && stderr.contains("No such file"),
+        "{stderr}"
+    );
+    Ok(())
 }
 
 fn kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {

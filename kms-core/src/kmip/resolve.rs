@@ -8,7 +8,7 @@ use crate::acl::{self, Access};
 use crate::error::KmsError;
 use crate::kmip::kms::Kms;
 use crate::kmip::operation::Operation;
-use crate::object::{ManagedObject, ObjectType, now};
+use crate::object::{ManagedObject, ObjectType, State, now};
 
 /// How a request names its object: one uid, or a JSON list of tags that must all match.
 pub enum Target {
@@ -127,6 +127,20 @@ impl Kms {
             .collect();
         let found = candidates.len();
         let mut allowed = self.allowed(user, candidates, by_tags, op).await?;
+        // Tags that name several keys of which only one can encrypt (after a re-key: the old
+        // key keeps its tags to decrypt what it encrypted) name that one for Encrypt and MAC.
+        if by_tags && allowed.len() > 1 && matches!(op, Operation::Encrypt | Operation::Mac) {
+            let at = now();
+            let usable: Vec<usize> = (0..allowed.len())
+                .filter(|&i| {
+                    let o = &allowed[i];
+                    o.state.settled(o.activation_date, o.deactivation_date, at) == State::Active
+                })
+                .collect();
+            if let [only] = usable.as_slice() {
+                allowed = vec![allowed.swap_remove(*only)];
+            }
+        }
         match (found, allowed.len()) {
             (0, _) => Err(KmsError::KeyNotFound(format!(
                 "{name}: key id: {id}, not found"

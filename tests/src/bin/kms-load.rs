@@ -3,6 +3,7 @@
 //! over https, and prints requests/s and p50/p99 latency.
 //!
 //! usage: kms-load <unix:/path.sock | https://host:port> <body.json> <connections> <seconds> [ca.pem]
+//! (KMS_LOAD_TOKEN: a bearer token to send over https)
 
 use std::time::{Duration, Instant};
 
@@ -43,12 +44,14 @@ async fn https_worker(
     let mut latencies = Vec::new();
     while Instant::now() < until {
         let started = Instant::now();
-        let response = client
+        let mut request = client
             .post(&url)
             .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await?;
+            .body(body.clone());
+        if let Ok(token) = std::env::var("KMS_LOAD_TOKEN") {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
         let status = response.status();
         let _ = response.bytes().await?;
         if !status.is_success() {

@@ -117,7 +117,9 @@ pub fn replacement(kms: &Kms, old: &mut ManagedObject) -> Result<ManagedObject, 
 
 #[cfg(test)]
 mod tests {
-    use crate::kmip::testing::{by_uid, create, fails, kms, run, uid};
+    use serde_json::json;
+
+    use crate::kmip::testing::{by_uid, create, fails, kms, leaf, run, uid};
     use crate::object::State;
 
     #[tokio::test]
@@ -138,5 +140,59 @@ mod tests {
         assert!(before.is_some_and(|o| o.meta.links.iter().any(|l| l.uid == new)));
         let granted = kms.store.granted(&new, "bob").await.unwrap_or_default();
         assert!(granted.contains("encrypt"));
+    }
+
+    #[tokio::test]
+    async fn after_a_rekey_its_tags_encrypt_with_the_new_key_and_still_name_both() {
+        let kms = kms().await;
+        let tag = leaf(
+            "Attribute",
+            "Structure",
+            json!([
+                {"tag": "VendorIdentification", "type": "TextString", "value": "cosmian"},
+                {"tag": "AttributeName", "type": "TextString", "value": "tag"},
+                {"tag": "AttributeValue", "type": "TextString", "value": "[\"kek\"]"},
+            ]),
+        );
+        let old = create(&kms, "alice", vec![tag]).await;
+        let new = uid(&run(&kms, "alice", by_uid("ReKey", &old, vec![]))
+            .await
+            .unwrap_or_else(|e| panic!("{e}")));
+        let encrypt = by_uid(
+            "Encrypt",
+            "[\"kek\"]",
+            vec![leaf("Data", "ByteString", json!("00112233"))],
+        );
+        let sealed = run(&kms, "alice", encrypt.clone()).await;
+        assert_eq!(sealed.map(|r| uid(&r)).ok(), Some(new.clone()));
+        // Only Encrypt (and MAC) pick the one key that can: Decrypt by the tag stays ambiguous.
+        let decrypt = by_uid(
+            "Decrypt",
+            "[\"kek\"]",
+            vec![leaf("Data", "ByteString", json!("00112233"))],
+        );
+        assert!(
+            fails(&kms, "alice", decrypt)
+                .await
+                .contains("resolves to 2")
+        );
+        // Two keys that can both encrypt stay ambiguous.
+        let _ = run(&kms, "alice", by_uid("Activate", &old, vec![])).await;
+        let tagged_again = create(
+            &kms,
+            "alice",
+            vec![leaf(
+                "Attribute",
+                "Structure",
+                json!([
+                    {"tag": "VendorIdentification", "type": "TextString", "value": "cosmian"},
+                    {"tag": "AttributeName", "type": "TextString", "value": "tag"},
+                    {"tag": "AttributeValue", "type": "TextString", "value": "[\"kek\"]"},
+                ]),
+            )],
+        )
+        .await;
+        assert_ne!(tagged_again, new);
+        assert!(fails(&kms, "alice", encrypt).await.contains("resolves to"));
     }
 }
