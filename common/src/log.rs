@@ -73,6 +73,21 @@ pub fn escape_event(event: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out.into_bytes())
 }
 
+/// Installs the global subscriber every binary uses: the `KMS_LOG` filter (default `info`),
+/// escaped lines on stderr, JSON (one flat object per event) or plain text.
+pub fn init(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KMS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(EscapedStderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,22 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kms_k8s_plugin::config::{self, Flags};
-use tracing_subscriber::EnvFilter;
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -31,15 +15,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_env("KMS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(kms_common::log::EscapedStderr);
-    if config.json_logs {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.with_ansi(false).init();
-    }
+    kms_common::log::init(config.json_logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,7 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(kms_k8s_plugin::run(config, shutdown_signal())) {
+    match runtime.block_on(kms_k8s_plugin::run(config, kms_common::signal::shutdown())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

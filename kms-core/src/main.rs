@@ -6,22 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use kms_core::App;
 use kms_core::config::{CoreCommand, Flags};
-use tracing_subscriber::EnvFilter;
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -32,15 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_env("KMS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(kms_common::log::EscapedStderr);
-    if config.log_format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.with_ansi(false).init();
-    }
+    kms_common::log::init(config.log_format == "json");
     for (variable, hint) in kms_core::config::reference_only_variables(std::env::vars()) {
         tracing::warn!(
             variable,
@@ -76,7 +52,7 @@ fn main() -> ExitCode {
         }
         match App::bind(&config).await {
             Ok(app) => {
-                app.run(shutdown_signal()).await;
+                app.run(kms_common::signal::shutdown()).await;
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -5,32 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use kms_proxy::App;
 use kms_proxy::config::{self, Config, Flags, LogFormat};
-use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("KMS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(kms_common::log::EscapedStderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    kms_common::log::init(matches!(format, LogFormat::Json));
 }
 
 fn main() -> ExitCode {
@@ -110,7 +87,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        match app.run(shutdown_signal()).await {
+        match app.run(kms_common::signal::shutdown()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "stopped with an error");
