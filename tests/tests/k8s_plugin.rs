@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use kms_k8s_plugin::api::{Client, DecryptRequest, EncryptRequest, EncryptResponse};
 use kms_k8s_plugin::plugin::KEY_ANNOTATION;
+use kms_tests::ckms::pinned_front;
 use kms_tests::idp::Idp;
+use kms_tests::proxy::binary;
 use kms_tests::stack::{Stack, by_uid, create_request, field};
 use kms_tests::{CertFiles, Proxy, ProxyCommand, Validity, tls_args};
 use serde_json::{Value, json};
@@ -113,6 +115,34 @@ async fn grant(stack: &Stack, action: &str, uid: &str, user: &str) -> Result<()>
         .await?;
     ensure!(status == 200, "{action}: {status} {text}");
     Ok(())
+}
+
+/// `deploy/k8s-plugin/grant.sh` run by the owner with the real ckms.
+fn grant_script(stack: &Stack, user: &str, tag: &str) -> Result<String> {
+    let (_front, ckms) = pinned_front(stack, "grant-front")?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = binary("ckms");
+    let path = format!(
+        "{}:{}",
+        bin.parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .arg(repo.join("deploy/k8s-plugin/grant.sh"))
+        .args([user, tag])
+        .env("CKMS_CONF", &ckms.conf)
+        .env("HOME", ckms.dir.path())
+        .env("PATH", path)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "grant.sh: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(text)
 }
 
 fn code(result: Result<impl std::fmt::Debug, tonic::Status>) -> (Code, String) {
@@ -256,7 +286,9 @@ async fn client_certificate_and_grants(stack: &Stack) -> Result<()> {
     let (c, m) = code(plugin.encrypt(&[1; 32]).await);
     assert_eq!(c, Code::PermissionDenied, "{m}");
 
-    grant(stack, "grant", &kek, &user).await?;
+    // The deployment's grant script, as an operator runs it.
+    let said = grant_script(stack, &user, "k8s-kek-mtls")?;
+    assert!(said.contains(&kek), "{said}");
     let (_, key_id) = plugin.status_until(|h, _| h == "ok").await?;
     assert_eq!(key_id, kek);
     let sealed = plugin.encrypt(&[2; 32]).await?;
