@@ -472,6 +472,31 @@ fn encryption_modes(ckms: &Ckms) -> Result<()> {
         "sym", "encrypt", "-k", &aes, "-e", "rfc5649", "-d", "aes-cbc", &plain,
     ])?;
     assert!(err.contains("-d applies"), "{err}");
+    // Decrypt options that contradict the file are refused, not ignored.
+    ckms.json(&[
+        "sym", "encrypt", "-k", &aes, "-e", "rfc5649", "-o", &enc, &plain,
+    ])?;
+    let err = ckms.fails(&[
+        "sym", "decrypt", "-k", &aes, "-e", "aes-gcm", "--force", "-o", &back, &enc,
+    ])?;
+    assert!(err.contains("not AesGcm"), "{err}");
+    let err = ckms.fails(&[
+        "sym", "decrypt", "-k", &aes, "-n", nonce, "--force", "-o", &back, &enc,
+    ])?;
+    assert!(err.contains("--nonce applies to encrypt"), "{err}");
+    ckms.json(&["sym", "encrypt", "-k", &aes, "-o", &enc, &plain])?;
+    let err = ckms.fails(&[
+        "sym",
+        "decrypt",
+        "-k",
+        &aes,
+        "--envelope",
+        "--force",
+        "-o",
+        &back,
+        &enc,
+    ])?;
+    assert!(err.contains("is not an envelope"), "{err}");
     Ok(())
 }
 

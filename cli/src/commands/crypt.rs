@@ -282,8 +282,32 @@ pub async fn decrypt(kms: &Kms, args: CryptArgs) -> Result<Outcome, CliError> {
             output.display()
         )));
     }
-    if envelope::is_envelope(&args.file)? {
-        return envelope::decrypt(kms, &id, &args.file, &output, &aad, args.force).await;
+    // What encryption chose travels in the file; options that say otherwise are refused.
+    if args.nonce.is_some() {
+        return Err(CliError::Usage(
+            "--nonce applies to encrypt: decrypt reads the nonce from the file".into(),
+        ));
+    }
+    match (
+        envelope::key_encryption(&args.file)?,
+        args.key_encryption_algorithm,
+    ) {
+        (Some(Some(found)), Some(asked)) if found != asked => {
+            return Err(CliError::Usage(format!(
+                "{}: its data key was wrapped with {found:?}, not {asked:?}",
+                args.file.display()
+            )));
+        }
+        (Some(_), _) => {
+            return envelope::decrypt(kms, &id, &args.file, &output, &aad, args.force).await;
+        }
+        (None, asked) if asked.is_some() || args.envelope => {
+            return Err(CliError::Usage(format!(
+                "{} is not an envelope (it was encrypted by the KMS: drop --envelope/-e)",
+                args.file.display()
+            )));
+        }
+        (None, _) => {}
     }
     let sealed = read(&args.file)?;
     let mode = args.data_encryption_algorithm.mode();

@@ -44,15 +44,22 @@ fn io(path: &Path, what: &str) -> impl Fn(std::io::Error) -> CliError {
     move |e| CliError::io(&name, e)
 }
 
-/// True when `path` starts with an envelope's magic.
-pub fn is_envelope(path: &Path) -> Result<bool, CliError> {
-    let mut magic = Vec::new();
+/// How the data key of the envelope in `path` was wrapped; `None` when it is no envelope (an
+/// unknown key-encryption byte is reported by [`decrypt`]).
+pub fn key_encryption(path: &Path) -> Result<Option<Option<KeyEncryption>>, CliError> {
+    let mut head = Vec::new();
     File::open(path)
         .map_err(io(path, "read"))?
-        .take(8)
-        .read_to_end(&mut magic)
+        .take(9)
+        .read_to_end(&mut head)
         .map_err(io(path, "read"))?;
-    Ok(magic == ENVELOPE_MAGIC || magic == ENVELOPE_V1)
+    Ok(match head.get(..8) {
+        Some(m) if m == ENVELOPE_V1 => Some(Some(KeyEncryption::AesGcm)),
+        Some(m) if m == ENVELOPE_MAGIC => {
+            Some(head.get(8).and_then(|b| KeyEncryption::from_id(*b)))
+        }
+        _ => None,
+    })
 }
 
 /// Reads until `buf` holds `size` bytes or the input ends; whether the input has ended.

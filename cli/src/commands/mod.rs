@@ -5,6 +5,7 @@ pub mod access;
 pub mod attributes;
 pub mod crypt;
 pub mod envelope;
+pub mod lifecycle;
 pub mod login;
 pub mod objects;
 pub mod secret;

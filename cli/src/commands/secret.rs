@@ -5,7 +5,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::Outcome;
-use super::objects::{self, DestroyArgs, ExportArgs, ImportArgs, Kind, RevokeArgs};
+use super::lifecycle::{self, DestroyArgs, RevokeArgs};
+use super::objects::{self, ExportArgs, ImportArgs, Kind};
 use crate::error::CliError;
 use crate::http::Kms;
 use crate::kmip::{self, leaf};
@@ -143,8 +144,8 @@ pub async fn secret_data(kms: &Kms, command: SecretCommand) -> Result<Outcome, C
         }
         SecretCommand::Export(args) => objects::export(kms, kind, args).await,
         SecretCommand::Import(args) => objects::import(kms, kind, args).await,
-        SecretCommand::Revoke(args) => objects::revoke(kms, kind, args).await,
-        SecretCommand::Destroy(args) => objects::destroy(kms, kind, args).await,
+        SecretCommand::Revoke(args) => lifecycle::revoke(kms, kind, args).await,
+        SecretCommand::Destroy(args) => lifecycle::destroy(kms, kind, args).await,
     }
 }
 
@@ -175,7 +176,7 @@ pub async fn opaque_object(kms: &Kms, command: OpaqueCommand) -> Result<Outcome,
         }
         OpaqueCommand::Export(args) => objects::export(kms, kind, args).await,
         OpaqueCommand::Import(args) => objects::import(kms, kind, args).await,
-        OpaqueCommand::Revoke(args) => objects::revoke(kms, kind, args).await,
-        OpaqueCommand::Destroy(args) => objects::destroy(kms, kind, args).await,
+        OpaqueCommand::Revoke(args) => lifecycle::revoke(kms, kind, args).await,
+        OpaqueCommand::Destroy(args) => lifecycle::destroy(kms, kind, args).await,
     }
 }

@@ -11,9 +11,8 @@ use zeroize::Zeroizing;
 
 use super::Outcome;
 use super::crypt::{self, CryptArgs};
-use super::objects::{
-    self, DestroyArgs, ExportArgs, ImportArgs, Kind, RevokeArgs, Selector, WrappingAlgorithm,
-};
+use super::lifecycle::{self, DestroyArgs, RevokeArgs};
+use super::objects::{self, ExportArgs, ImportArgs, Kind, Selector, WrappingAlgorithm};
 use crate::error::CliError;
 use crate::http::Kms;
 use crate::kmip::{self, leaf};
@@ -176,12 +175,12 @@ async fn keys(kms: &Kms, command: KeysCommand) -> Result<Outcome, CliError> {
         }
         KeysCommand::Export(args) => objects::export(kms, kind, args).await,
         KeysCommand::Import(args) => objects::import(kms, kind, args).await,
-        KeysCommand::Revoke(args) => objects::revoke(kms, kind, args).await,
-        KeysCommand::Destroy(args) => objects::destroy(kms, kind, args).await,
+        KeysCommand::Revoke(args) => lifecycle::revoke(kms, kind, args).await,
+        KeysCommand::Destroy(args) => lifecycle::destroy(kms, kind, args).await,
         KeysCommand::Wrap(args) => wrap(kms, args, true).await,
         KeysCommand::Unwrap(args) => wrap(kms, args, false).await,
         KeysCommand::Activate { key } => {
-            let uid = objects::by_id(kms, "Activate", &key.id()?).await?;
+            let uid = lifecycle::by_id(kms, "Activate", &key.id()?).await?;
             Ok(Outcome::new(
                 format!("The key {uid} was activated"),
                 json!({"unique_identifier": uid}),
@@ -189,7 +188,7 @@ async fn keys(kms: &Kms, command: KeysCommand) -> Result<Outcome, CliError> {
         }
         KeysCommand::ReKey { key } => {
             let id = key.id()?;
-            let uid = objects::by_id(kms, "ReKey", &id).await?;
+            let uid = lifecycle::by_id(kms, "ReKey", &id).await?;
             Ok(Outcome::new(
                 format!("The key {id} was replaced by the key {uid}"),
                 json!({"unique_identifier": uid}),
