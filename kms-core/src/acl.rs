@@ -1,13 +1,14 @@
 //! The one access rule. The owner may do everything with an object; another user needs the
 //! grant of the operation (given to them or to everyone, `*`); any grant at all lets a user
-//! see the object (GetAttributes, GetAttributeList, Locate). Managing the grants of an object
-//! is for its owner alone. Every operation and the `/access/*` endpoints ask here.
+//! see the object (GetAttributes, GetAttributeList, Locate). A public key is public: any
+//! grantee of either half of its key pair may Get or Export it. Managing the grants of an
+//! object is for its owner alone. Every operation and the `/access/*` endpoints ask here.
 
 use std::collections::BTreeSet;
 
 use crate::error::KmsError;
 use crate::kmip::operation::Operation;
-use crate::object::ManagedObject;
+use crate::object::{ManagedObject, ObjectType};
 use crate::store::Store;
 
 /// The grants a user holds on one object, directly or through `*`.
@@ -51,7 +52,25 @@ pub async fn check(
         return Ok(false);
     }
     let granted = Granted(store.granted(&object.uid, user).await?);
-    Ok(may(user, object, &granted, access))
+    if may(user, object, &granted, access) {
+        return Ok(true);
+    }
+    if object.object_type == ObjectType::PublicKey
+        && matches!(access, Access::Run(Operation::Get | Operation::Export))
+    {
+        if !granted.0.is_empty() {
+            return Ok(true);
+        }
+        for link in object.meta.links.iter().filter(|l| l.link_type == "PrivateKeyLink") {
+            let Some(private) = store.load(&link.uid).await? else {
+                continue;
+            };
+            if private.owner == user || !store.granted(&private.uid, user).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod asymmetric;
 pub mod config;
 pub mod crypto;
 pub mod error;

@@ -124,14 +124,19 @@ impl ObjectType {
             Self::SymmetricKey | Self::SecretData => "Raw",
             Self::OpaqueObject => "Opaque",
             Self::Certificate => "X509",
+            // PKCS#8 for a private key; SubjectPublicKeyInfo for a public key, which the
+            // reference also calls PKCS8.
+            Self::PrivateKey | Self::PublicKey => "PKCS8",
             _ => "Raw",
         }
     }
 }
 
-/// The kinds of symmetric key this KMS generates and uses: AES and ChaCha20 keys encrypt;
+/// The kinds of key this KMS generates and uses. Symmetric: AES and ChaCha20 keys encrypt;
 /// HMAC keys (named after their hash, as the reference names SHA-3 MAC keys) compute MACs,
-/// as any symmetric key can.
+/// as any symmetric key can. Asymmetric (private and public keys): RSA; elliptic-curve keys
+/// on a NIST curve under the name the client gave (`EC`, `ECDSA` or `ECDH`, the reference's
+/// choice), the curve following from the length; Ed25519.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     Aes,
@@ -142,10 +147,15 @@ pub enum Algorithm {
     Sha3_256,
     Sha3_384,
     Sha3_512,
+    Rsa,
+    Ec,
+    Ecdsa,
+    Ecdh,
+    Ed25519,
 }
 
 impl Algorithm {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 13] = [
         Self::Aes,
         Self::ChaCha20,
         Self::HmacSha256,
@@ -154,6 +164,11 @@ impl Algorithm {
         Self::Sha3_256,
         Self::Sha3_384,
         Self::Sha3_512,
+        Self::Rsa,
+        Self::Ec,
+        Self::Ecdsa,
+        Self::Ecdh,
+        Self::Ed25519,
     ];
 
     /// The KMIP `CryptographicAlgorithm` name.
@@ -167,6 +182,11 @@ impl Algorithm {
             Self::Sha3_256 => "SHA3256",
             Self::Sha3_384 => "SHA3384",
             Self::Sha3_512 => "SHA3512",
+            Self::Rsa => "RSA",
+            Self::Ec => "EC",
+            Self::Ecdsa => "ECDSA",
+            Self::Ecdh => "ECDH",
+            Self::Ed25519 => "Ed25519",
         }
     }
 
@@ -174,11 +194,28 @@ impl Algorithm {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
+    /// A symmetric key's algorithm by name (asymmetric ones are not symmetric keys).
+    pub fn parse_symmetric(name: &str) -> Option<Self> {
+        Self::parse(name).filter(|a| a.family().is_none())
+    }
+
+    /// The asymmetric key family, or `None` for a symmetric algorithm.
+    pub fn family(self) -> Option<crate::asymmetric::Family> {
+        use crate::asymmetric::Family;
+        match self {
+            Self::Rsa => Some(Family::Rsa),
+            Self::Ec | Self::Ecdsa | Self::Ecdh => Some(Family::Ec),
+            Self::Ed25519 => Some(Family::Ed25519),
+            _ => None,
+        }
+    }
+
     /// True when a key of `bits` bits is valid for it.
     pub fn accepts_length(self, bits: i32) -> bool {
         match self {
             Self::Aes => [128, 192, 256].contains(&bits),
             Self::ChaCha20 => bits == 256,
+            Self::Rsa | Self::Ec | Self::Ecdsa | Self::Ecdh | Self::Ed25519 => false,
             _ => (128..=1024).contains(&bits) && bits % 8 == 0,
         }
     }
@@ -196,7 +233,13 @@ impl Algorithm {
     pub fn mac_hash(self) -> Option<crate::hashing::Hash> {
         use crate::hashing::Hash;
         match self {
-            Self::Aes | Self::ChaCha20 => None,
+            Self::Aes
+            | Self::ChaCha20
+            | Self::Rsa
+            | Self::Ec
+            | Self::Ecdsa
+            | Self::Ecdh
+            | Self::Ed25519 => None,
             Self::HmacSha256 => Some(Hash::Sha256),
             Self::HmacSha384 => Some(Hash::Sha384),
             Self::HmacSha512 => Some(Hash::Sha512),
@@ -312,6 +355,9 @@ impl ObjectType {
         match self {
             Self::SymmetricKey => Some(SYMMETRIC_KEY_TAG),
             Self::SecretData => Some("_sd"),
+            Self::PrivateKey => Some("_sk"),
+            Self::PublicKey => Some("_pk"),
+            Self::Certificate => Some("_cert"),
             _ => None,
         }
     }

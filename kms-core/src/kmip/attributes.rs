@@ -24,6 +24,8 @@ pub struct RequestAttributes<'a> {
     pub object_type: Option<ObjectType>,
     pub algorithm: Option<&'a str>,
     pub length: Option<i32>,
+    /// `CryptographicDomainParameters.RecommendedCurve`.
+    pub curve: Option<&'a str>,
     pub usage_mask: Option<i32>,
     pub activation_date: Option<i64>,
     pub uid: Option<&'a str>,
@@ -75,6 +77,13 @@ pub fn parse<'a>(
     out.object_type = f.enumeration("ObjectType")?.map(object_type).transpose()?;
     out.algorithm = f.enumeration("CryptographicAlgorithm")?;
     out.length = f.int("CryptographicLength")?;
+    if let Some(mut domain) = f.structure("CryptographicDomainParameters")? {
+        out.curve = domain.enumeration("RecommendedCurve")?;
+        // Qlength is the size of the subgroup order, which the curve fixes: the reference
+        // sends 256 whatever the curve, so it is read and left to the curve.
+        domain.int("Qlength")?;
+        domain.finish()?;
+    }
     out.key_format = f.enumeration("KeyFormatType")?;
     out.uid = f.text("UniqueIdentifier")?;
     for attribute in f.all("Attribute") {
@@ -184,6 +193,15 @@ pub fn of(o: &ManagedObject) -> Vec<Ttlv> {
     out.push(boolean("AlwaysSensitive", o.meta.sensitive));
     if let Some(algorithm) = o.algorithm {
         out.push(enumeration("CryptographicAlgorithm", algorithm.name()));
+        if let Some(curve) = crate::kmip::pair::kind(o).and_then(|k| k.curve_name()) {
+            out.push(structure(
+                "CryptographicDomainParameters",
+                vec![
+                    int("Qlength", o.length_bits),
+                    enumeration("RecommendedCurve", curve),
+                ],
+            ));
+        }
         out.push(int("CryptographicLength", o.length_bits));
     }
     out.push(int("CryptographicUsageMask", o.usage_mask));
@@ -196,7 +214,7 @@ pub fn of(o: &ManagedObject) -> Vec<Ttlv> {
             vec![
                 enumeration("HashingAlgorithm", "SHA256"),
                 bytes("DigestValue", &digest),
-                enumeration("KeyFormatType", "Raw"),
+                enumeration("KeyFormatType", o.object_type.default_format()),
             ],
         ));
     }

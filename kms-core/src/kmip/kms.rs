@@ -159,6 +159,10 @@ impl Kms {
     async fn run(&self, user: &str, op: Operation, request: &Ttlv) -> Result<Done, KmsError> {
         match op {
             Operation::Create => ops::create::run(self, user, request).await,
+            Operation::CreateKeyPair => ops::create_key_pair::run(self, user, request).await,
+            Operation::Sign | Operation::SignatureVerify => {
+                ops::sign::run(self, user, op, request).await
+            }
             Operation::Import => ops::import::run(self, user, request).await,
             Operation::Register => ops::register::run(self, user, request).await,
             Operation::Get | Operation::Export => ops::get::run(self, user, op, request).await,

@@ -12,6 +12,7 @@ pub mod mutable;
 pub mod names;
 pub mod operation;
 pub mod ops;
+pub mod pair;
 pub mod params;
 pub mod payload;
 pub mod resolve;

@@ -42,7 +42,7 @@ macro_rules! operations {
 
 operations! {
     Create => "Create", Some("create"), true;
-    CreateKeyPair => "CreateKeyPair", Some("create"), false;
+    CreateKeyPair => "CreateKeyPair", Some("create"), true;
     Register => "Register", Some("create"), true;
     Import => "Import", Some("import"), true;
     Certify => "Certify", Some("certify"), false;
@@ -62,8 +62,8 @@ operations! {
     ReKeyKeyPair => "ReKeyKeyPair", Some("rekey"), false;
     Encrypt => "Encrypt", Some("encrypt"), true;
     Decrypt => "Decrypt", Some("decrypt"), true;
-    Sign => "Sign", Some("sign"), false;
-    SignatureVerify => "SignatureVerify", Some("signatureverify"), false;
+    Sign => "Sign", Some("sign"), true;
+    SignatureVerify => "SignatureVerify", Some("signatureverify"), true;
     Mac => "MAC", Some("mac"), true;
     MacVerify => "MACVerify", Some("mac"), true;
     Hash => "Hash", Some("hash"), true;

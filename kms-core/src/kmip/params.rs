@@ -16,6 +16,11 @@ pub struct CryptoParams<'a> {
     pub random_iv: Option<bool>,
     pub iv_length: Option<i32>,
     pub tag_length: Option<i32>,
+    /// `DigitalSignatureAlgorithm`.
+    pub signature: Option<&'a str>,
+    /// `MaskGeneratorHashingAlgorithm` (MGF1's hash).
+    pub mgf_hash: Option<&'a str>,
+    pub salt_length: Option<i32>,
 }
 
 impl<'a> CryptoParams<'a> {
@@ -32,7 +37,13 @@ impl<'a> CryptoParams<'a> {
             random_iv: f.boolean("RandomIV")?,
             iv_length: f.int("IVLength")?,
             tag_length: f.int("TagLength")?,
+            signature: f.enumeration("DigitalSignatureAlgorithm")?,
+            mgf_hash: f.enumeration("MaskGeneratorHashingAlgorithm")?,
+            salt_length: f.int("SaltLength")?,
         };
+        if let Some(mgf) = f.enumeration("MaskGenerator")?.filter(|m| *m != "MGF1") {
+            return Err(unsupported(f.path(), format!("MaskGenerator {mgf}")));
+        }
         f.finish()?;
         Ok(params)
     }
@@ -91,6 +102,18 @@ impl<'a> CryptoParams<'a> {
                     format!("PaddingMethod {p} with {}", c.name()),
                 ));
             }
+        }
+        if let Some(s) = self.signature {
+            return Err(unsupported(
+                op,
+                format!("DigitalSignatureAlgorithm {s} with {}", cipher.name()),
+            ));
+        }
+        if self.mgf_hash.is_some() || self.salt_length.is_some() {
+            return Err(unsupported(
+                op,
+                format!("MGF and salt parameters with {}", cipher.name()),
+            ));
         }
         if let Some(hashing) = self.hashing {
             return Err(unsupported(

@@ -18,6 +18,9 @@ pub const MAX_DATA: usize = 64 * 1024;
 /// A `KeyBlock`: its material in clear, or wrapped by a key of this KMS.
 pub struct KeyBlock<'a> {
     pub material: Zeroizing<Vec<u8>>,
+    /// The `KeyFormatType` the material is in (a transparent EC public key is turned into
+    /// SubjectPublicKeyInfo when read, and reported as `X509`).
+    pub format: Option<&'a str>,
     pub wrapped: Option<WrapSpec<'a>>,
     pub algorithm: Option<&'a str>,
     pub length: Option<i32>,
@@ -41,7 +44,7 @@ pub fn parse<'a>(f: &mut Fields<'a>, object_type: ObjectType) -> Result<Payload<
         .structure(name)?
         .ok_or_else(|| KmsError::InvalidRequest(format!("{}: missing {name}", f.path())))?;
     let payload = match object_type {
-        ObjectType::SymmetricKey => Payload {
+        ObjectType::SymmetricKey | ObjectType::PrivateKey | ObjectType::PublicKey => Payload {
             object_type,
             data_type: None,
             block: key_block(&mut o, object_type)?,
@@ -61,6 +64,7 @@ pub fn parse<'a>(f: &mut Fields<'a>, object_type: ObjectType) -> Result<Payload<
                 data_type: Some(data_type),
                 block: KeyBlock {
                     material: Zeroizing::new(value.to_vec()),
+                    format: None,
                     wrapped: None,
                     algorithm: None,
                     length: None,
@@ -91,11 +95,13 @@ fn key_block<'a>(
     let mut f = holder
         .structure("KeyBlock")?
         .ok_or_else(|| KmsError::InvalidRequest(format!("{}: missing KeyBlock", holder.path())))?;
-    if let Some(format) = f.enumeration("KeyFormatType")? {
-        let fine = format == "Raw"
-            || (object_type == ObjectType::SymmetricKey && format == "TransparentSymmetricKey");
-        if !fine {
-            return Err(unsupported(f.path(), format!("KeyFormatType {format}")));
+    let mut format = f.enumeration("KeyFormatType")?;
+    if let Some(name) = format {
+        if !format_fits(object_type, name) {
+            return Err(unsupported(
+                f.path(),
+                format!("KeyFormatType {name} for a {}", object_type.name()),
+            ));
         }
     }
     let algorithm = f.enumeration("CryptographicAlgorithm")?;
@@ -123,11 +129,18 @@ fn key_block<'a>(
                 "KeyWrappingData with a structured KeyValue (only the key bytes are wrapped here)",
             ));
         }
-        (_, None) => key_value(value, f.path())?,
+        (_, None) => {
+            let (material, attributes) = key_value(value, f.path())?;
+            if format == Some("TransparentECPublicKey") {
+                format = Some("X509");
+            }
+            (material, attributes)
+        }
     };
     f.finish()?;
     Ok(KeyBlock {
         material,
+        format,
         wrapped,
         algorithm,
         length,
@@ -135,7 +148,21 @@ fn key_block<'a>(
     })
 }
 
-/// A clear `KeyValue`: `KeyMaterial` (bytes, or a transparent key's `Key`) and attributes.
+/// True when a key of `object_type` can be given in the KMIP key format `format`.
+pub fn format_fits(object_type: ObjectType, format: &str) -> bool {
+    match object_type {
+        ObjectType::SymmetricKey => matches!(format, "Raw" | "TransparentSymmetricKey"),
+        ObjectType::PrivateKey => matches!(format, "PKCS8" | "PKCS1" | "ECPrivateKey"),
+        ObjectType::PublicKey => {
+            matches!(format, "PKCS8" | "X509" | "PKCS1" | "TransparentECPublicKey")
+        }
+        ObjectType::OpaqueObject => format == "Opaque",
+        _ => format == "Raw",
+    }
+}
+
+/// A clear `KeyValue`: `KeyMaterial` (bytes, a transparent symmetric key's `Key`, or a
+/// transparent EC public key's point, returned as SubjectPublicKeyInfo) and attributes.
 pub fn key_value<'a>(
     value: &'a Ttlv,
     path: &str,
@@ -153,9 +180,18 @@ pub fn key_value<'a>(
         Some(Value::ByteString(raw)) => Zeroizing::new(raw.clone()),
         Some(Value::Structure(_)) => {
             let mut m = v.structure("KeyMaterial")?.ok_or_else(missing)?;
-            let key = m.bytes("Key")?.ok_or_else(missing)?;
+            let material = match m.bytes("QString")? {
+                Some(point) => {
+                    let curve = m.enumeration("RecommendedCurve")?.unwrap_or_default();
+                    let curve = crate::asymmetric::Curve::parse(curve).ok_or_else(|| {
+                        unsupported(&path, format!("RecommendedCurve {curve:?}"))
+                    })?;
+                    crate::asymmetric::ec_point_to_spki(curve, point)?
+                }
+                None => m.bytes("Key")?.ok_or_else(missing)?.to_vec(),
+            };
             m.finish()?;
-            Zeroizing::new(key.to_vec())
+            Zeroizing::new(material)
         }
         _ => return Err(missing()),
     };

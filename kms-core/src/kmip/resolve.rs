@@ -28,6 +28,23 @@ impl Target {
     }
 }
 
+/// The object types a cryptographic operation works with (checked again, by kind, where it
+/// runs): symmetric keys for all but signatures; private keys sign and decrypt; public keys
+/// verify and encrypt (a private key can too: its public half is derived).
+fn usable_by(op: Operation) -> &'static [ObjectType] {
+    match op {
+        Operation::Sign => &[ObjectType::PrivateKey],
+        Operation::SignatureVerify => &[ObjectType::PublicKey, ObjectType::PrivateKey],
+        Operation::Encrypt => &[
+            ObjectType::SymmetricKey,
+            ObjectType::PublicKey,
+            ObjectType::PrivateKey,
+        ],
+        Operation::Decrypt => &[ObjectType::SymmetricKey, ObjectType::PrivateKey],
+        _ => &[ObjectType::SymmetricKey],
+    }
+}
+
 /// The identifier an operation on an existing object must carry.
 pub fn required(id: Option<&str>) -> Result<&str, KmsError> {
     id.ok_or(KmsError::PlaceholderId)
@@ -153,11 +170,17 @@ impl Kms {
             ))),
             (_, 1) => {
                 let mut o = allowed.remove(0);
-                if o.object_type != ObjectType::SymmetricKey {
+                if !usable_by(op).contains(&o.object_type) {
                     return Err(KmsError::InvalidRequest(format!(
-                        "{name}: {} is a {}, not a key",
+                        "{name}: {} is a {}, not {}",
                         o.uid,
-                        o.object_type.name()
+                        o.object_type.name(),
+                        match op {
+                            Operation::Sign => "a private key",
+                            Operation::SignatureVerify => "a public or private key",
+                            Operation::Encrypt | Operation::Decrypt => "a symmetric or asymmetric key",
+                            _ => "a key",
+                        }
                     )));
                 }
                 self.settle(&mut o).await?;

@@ -214,6 +214,19 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts the two halves of a key pair in one transaction: both or neither.
+    pub async fn insert_pair(
+        &self,
+        private: &ManagedObject,
+        public: &ManagedObject,
+    ) -> Result<(), StoreError> {
+        let mut w = self.write().await?;
+        Self::create_in(&mut w.tx, private).await?;
+        Self::create_in(&mut w.tx, public).await?;
+        w.tx.commit().await?;
+        Ok(())
+    }
+
     /// True when `uid` is held by an object or was held by one that was removed.
     pub async fn uid_used(&self, uid: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 AS one FROM uids WHERE uid = $1")

@@ -50,7 +50,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         ObjectType::SymmetricKey => {
             let algorithm = match a.algorithm {
                 None => Algorithm::Aes,
-                Some(alg) => Algorithm::parse(alg).ok_or_else(|| {
+                Some(alg) => Algorithm::parse_symmetric(alg).ok_or_else(|| {
                     unsupported("Create", format!("CryptographicAlgorithm {alg}"))
                 })?,
             };

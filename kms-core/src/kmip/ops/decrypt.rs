@@ -60,6 +60,26 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             o.uid
         )));
     }
+    if let Some(kind) = crate::kmip::pair::kind(&o) {
+        if !r.nonce.is_empty() || !r.tag.is_empty() || !r.aad.is_empty() {
+            return Err(KmsError::InvalidRequest(
+                "Decrypt: public-key decryption takes no IVCounterNonce, tag or additional data"
+                    .into(),
+            ));
+        }
+        if o.is_resident() {
+            return Err(unsupported("Decrypt", "HSM-resident key pairs"));
+        }
+        let scheme = super::encrypt::rsa_scheme(kind, &r.params, "Decrypt")?;
+        let plain = crate::asymmetric::rsa::decrypt(scheme, &kms.material(&o)?, r.data)?;
+        return Ok(Done::new(
+            structure(
+                "DecryptResponse",
+                vec![text("UniqueIdentifier", &o.uid), bytes("Data", &plain)],
+            ),
+            o.uid,
+        ));
+    }
     let cipher = r.params.cipher("Decrypt", o.algorithm)?;
     let missing = |what: &str| KmsError::InvalidRequest(format!("Decrypt: missing {what}"));
     if cipher.nonce_len() > 0 && r.nonce.is_empty() {

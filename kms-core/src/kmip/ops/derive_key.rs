@@ -141,7 +141,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let (algorithm, data_type) = match r.object_type {
         ObjectType::SymmetricKey => {
             let name = a.algorithm.unwrap_or("AES");
-            let algorithm = Algorithm::parse(name).ok_or_else(|| {
+            let algorithm = Algorithm::parse_symmetric(name).ok_or_else(|| {
                 unsupported("DeriveKey", format!("CryptographicAlgorithm {name}"))
             })?;
             (Some(algorithm), None)

@@ -15,6 +15,8 @@ pub struct Request<'a> {
     pub id: &'a str,
     pub expected: Option<ObjectType>,
     pub remove: bool,
+    /// Also destroy the other half of a key pair.
+    pub cascade: bool,
 }
 
 impl<'a> Request<'a> {
@@ -26,13 +28,13 @@ impl<'a> Request<'a> {
             .map(attributes::object_type)
             .transpose()?;
         let remove = f.boolean("Remove")?.unwrap_or(false);
-        // As for Revoke: a symmetric key has no linked objects to destroy with it.
-        f.boolean("Cascade")?;
+        let cascade = f.boolean("Cascade")?.unwrap_or(false);
         f.finish()?;
         Ok(Self {
             id,
             expected,
             remove,
+            cascade,
         })
     }
 }
@@ -42,6 +44,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         id,
         expected,
         remove,
+        cascade,
     } = Request::parse(node)?;
     let objects = kms.resolve(user, id, Operation::Destroy).await?;
     let objects: Vec<_> = objects
@@ -51,6 +54,12 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     if objects.is_empty() {
         return Err(KmsError::ItemNotFound(id.to_owned()));
     }
+    let objects = if cascade {
+        kms.with_pair_halves(user, objects, Operation::Destroy)
+            .await?
+    } else {
+        objects
+    };
     if objects.iter().any(|o| o.state == State::Active) {
         return Err(KmsError::WrongState("DENIED".into()));
     }

@@ -60,6 +60,25 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             o.uid
         )));
     }
+    if let Some(kind) = crate::kmip::pair::kind(&o) {
+        if r.nonce.is_some() || !r.aad.is_empty() {
+            return Err(KmsError::InvalidRequest(
+                "Encrypt: public-key encryption takes no IVCounterNonce or additional data".into(),
+            ));
+        }
+        let sealed = crate::asymmetric::rsa::encrypt(
+            rsa_scheme(kind, &r.params, "Encrypt")?,
+            &kms.public_material(&o, kind)?,
+            r.data,
+        )?;
+        return Ok(Done::new(
+            structure(
+                "EncryptResponse",
+                vec![text("UniqueIdentifier", &o.uid), bytes("Data", &sealed)],
+            ),
+            o.uid,
+        ));
+    }
     // With a nonce of its choosing, a caller who may only encrypt could re-encrypt under a
     // nonce seen in someone's ciphertext and XOR the keystream out (GCM is CTR mode): a
     // caller-supplied nonce is accepted only from a caller who may also decrypt.
@@ -115,6 +134,24 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         children.push(bytes("AuthenticatedEncryptionTag", &sealed.tag));
     }
     Ok(Done::new(structure("EncryptResponse", children), o.uid))
+}
+
+/// The RSA encryption scheme the parameters ask for; other key kinds are refused by name.
+pub fn rsa_scheme(
+    kind: crate::asymmetric::KeyKind,
+    params: &CryptoParams<'_>,
+    op: &str,
+) -> Result<crate::asymmetric::rsa::RsaScheme, KmsError> {
+    match kind {
+        crate::asymmetric::KeyKind::Rsa { .. } => crate::asymmetric::rsa::RsaScheme::of(params, op),
+        other => Err(unsupported(
+            op,
+            format!(
+                "encryption with an {} key (ECIES): use an RSA key or a symmetric key",
+                other.describe()
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

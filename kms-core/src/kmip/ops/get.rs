@@ -17,18 +17,14 @@ use crate::kmip::payload;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
 use crate::kmip::wrap::{self, Encoding, WrapSpec};
-use crate::object::{ObjectType, State};
-
-/// The key formats a symmetric key can be returned in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Raw,
-    Transparent,
-}
+use crate::asymmetric;
+use crate::kmip::pair;
+use crate::object::{ManagedObject, ObjectType, State};
 
 pub struct Request<'a> {
     pub id: &'a str,
-    pub format: Format,
+    /// The `KeyFormatType` asked for (none: the object's default).
+    pub format: Option<&'a str>,
     /// Wrap the key with this key before returning it.
     pub wrap: Option<WrapSpec<'a>>,
     /// `KeyWrapType NotWrapped`: a key stored wrapped is returned unwrapped.
@@ -39,11 +35,7 @@ impl<'a> Request<'a> {
     pub fn parse(node: &'a Ttlv, op: Operation) -> Result<Self, KmsError> {
         let mut f = Fields::of(node, op.name())?;
         let id = required(f.text("UniqueIdentifier")?)?;
-        let format = match f.enumeration("KeyFormatType")? {
-            None | Some("Raw") => Format::Raw,
-            Some("TransparentSymmetricKey") => Format::Transparent,
-            Some(other) => return Err(unsupported(f.path(), format!("KeyFormatType {other}"))),
-        };
+        let format = f.enumeration("KeyFormatType")?;
         let unwrapped = f.enumeration("KeyWrapType")? == Some("NotWrapped");
         let wrap = f
             .structure("KeyWrappingSpecification")?
@@ -84,15 +76,6 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
         (s, true) if s.is_destroyed() => return Err(KmsError::ObjectNotFound(id.to_owned())),
         _ => {}
     }
-    if format == Format::Transparent && o.object_type != ObjectType::SymmetricKey {
-        return Err(unsupported(
-            op.name(),
-            format!(
-                "KeyFormatType TransparentSymmetricKey for a {}",
-                o.object_type.name()
-            ),
-        ));
-    }
     if wrap.is_some() && o.object_type == ObjectType::OpaqueObject {
         return Err(unsupported(
             op.name(),
@@ -100,6 +83,7 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
         ));
     }
     let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
+    let (format_name, key_material, key) = formatted(&o, format, key, op.name())?;
     // A key stored wrapped comes back wrapped by the same key, unless the caller asks for it
     // unwrapped and may unwrap with that key.
     let stored = o.meta.wrapped_by.as_ref().filter(|_| !unwrapped);
@@ -108,14 +92,14 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
             // TTLV encoding wraps the whole key value: material and the attributes binary
             // TTLV can number (the reference's rotation extensions stay outside).
             let plain = match spec.encoding {
-                Encoding::NoEncoding => Zeroizing::new(key.to_vec()),
+                Encoding::NoEncoding => key,
                 Encoding::Ttlv => {
                     let mut portable = attributes::of(&o);
                     portable.push(tag_attribute(&o.tags));
                     portable.retain(|a| binary::encode(a).is_ok());
                     let value = structure(
                         "KeyValue",
-                        vec![material(format, &key), structure("Attributes", portable)],
+                        vec![key_material, structure("Attributes", portable)],
                     );
                     Zeroizing::new(binary::encode(&value)?)
                 }
@@ -149,18 +133,11 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
             (
                 structure(
                     "KeyValue",
-                    vec![
-                        material(format, &key),
-                        structure("Attributes", key_attributes),
-                    ],
+                    vec![key_material, structure("Attributes", key_attributes)],
                 ),
                 None,
             )
         }
-    };
-    let format_name = match format {
-        Format::Transparent => "TransparentSymmetricKey",
-        Format::Raw => "Raw",
     };
     let object = payload::object_node(&o, format_name, key_value, wrapping_data);
     let mut children = vec![
@@ -181,13 +158,65 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
     Ok(Done::new(structure(tag, children), o.uid))
 }
 
-/// `KeyMaterial` in the requested format: the bytes, or a transparent key's `Key`.
-fn material(format: Format, key: &[u8]) -> Ttlv {
-    match format {
-        Format::Transparent => structure("KeyMaterial", vec![bytes("Key", key)]),
-        Format::Raw => bytes("KeyMaterial", key),
-    }
+/// The object's material in the format asked for: the format's name, the `KeyMaterial` node
+/// and the bytes that stand for it when it is wrapped without encoding. Symmetric keys and
+/// secret data: `Raw` or (keys) `TransparentSymmetricKey`; private keys: `PKCS8`, `PKCS1`
+/// (RSA), `ECPrivateKey` (EC); public keys: SubjectPublicKeyInfo (`PKCS8` or `X509`),
+/// `PKCS1` (RSA), `TransparentECPublicKey` (EC).
+fn formatted(
+    o: &ManagedObject,
+    asked: Option<&str>,
+    clear: Zeroizing<Vec<u8>>,
+    op: &str,
+) -> Result<(&'static str, Ttlv, Zeroizing<Vec<u8>>), KmsError> {
+    let refuse = |format: &str| {
+        unsupported(
+            op,
+            format!("KeyFormatType {format} for a {}", o.object_type.name()),
+        )
+    };
+    let Some(kind) = pair::kind(o) else {
+        return match asked {
+            None | Some("Raw") => Ok(("Raw", bytes("KeyMaterial", &clear), clear)),
+            Some("TransparentSymmetricKey") if o.object_type == ObjectType::SymmetricKey => Ok((
+                "TransparentSymmetricKey",
+                structure("KeyMaterial", vec![bytes("Key", &clear)]),
+                clear,
+            )),
+            Some(other) => Err(refuse(other)),
+        };
+    };
+    let asked = asked.unwrap_or(o.object_type.default_format());
+    let name = FORMATS
+        .into_iter()
+        .find(|f| *f == asked)
+        .ok_or_else(|| refuse(asked))?;
+    let der = if o.object_type == ObjectType::PrivateKey {
+        asymmetric::export_private(kind, &clear, name)?
+    } else {
+        Zeroizing::new(asymmetric::export_public(kind, &clear, name)?)
+    };
+    let node = match (name, kind.curve_name()) {
+        ("TransparentECPublicKey", Some(curve)) => structure(
+            "KeyMaterial",
+            vec![
+                enumeration("RecommendedCurve", curve),
+                bytes("QString", &der),
+            ],
+        ),
+        _ => bytes("KeyMaterial", &der),
+    };
+    Ok((name, node, der))
 }
+
+/// The asymmetric key formats, by their KMIP names.
+const FORMATS: [&str; 5] = [
+    "PKCS8",
+    "PKCS1",
+    "ECPrivateKey",
+    "X509",
+    "TransparentECPublicKey",
+];
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,9 @@ use crate::kmip::kms::{Done, Kms};
 use crate::kmip::payload::{self, Payload};
 use crate::kmip::ttlv::Ttlv;
 use crate::kmip::wrap::Encoding;
+use crate::asymmetric::{self, Family};
 use crate::object::{Algorithm, ManagedObject, ObjectType, WrappedBy};
+use zeroize::Zeroizing;
 
 pub struct Request<'a> {
     pub uid: Option<&'a str>,
@@ -109,12 +111,10 @@ pub async fn store_new(
     for a in [outer, inner] {
         // Keys and secret data are stored as bytes and returned Raw (or, for keys,
         // transparent); an opaque object has its own format.
-        let fine = |f: &str| match object_type {
-            ObjectType::SymmetricKey => matches!(f, "Raw" | "TransparentSymmetricKey"),
-            ObjectType::OpaqueObject => f == "Opaque",
-            _ => f == "Raw",
-        };
-        if let Some(format) = a.key_format.filter(|f| !fine(f)) {
+        if let Some(format) = a
+            .key_format
+            .filter(|f| !payload::format_fits(object_type, f))
+        {
             return Err(unsupported(
                 op,
                 format!("KeyFormatType {format} for a {}", object_type.name()),
@@ -128,11 +128,46 @@ pub async fn store_new(
         }
     }
     let named_algorithm = outer.algorithm.or(inner.algorithm).or(block.algorithm);
+    // A private or public key is checked and stored normalized (PKCS#8, SPKI).
+    let mut pair_kind = None;
+    let material = match object_type {
+        ObjectType::PrivateKey | ObjectType::PublicKey => {
+            let format = block.format.unwrap_or("PKCS8");
+            let (kind, der) = if object_type == ObjectType::PrivateKey {
+                asymmetric::import_private(format, &material)?
+            } else {
+                let (kind, der) = asymmetric::import_public(format, &material)?;
+                (kind, Zeroizing::new(der))
+            };
+            pair_kind = Some(kind);
+            der
+        }
+        _ => material,
+    };
     let algorithm = match object_type {
+        ObjectType::PrivateKey | ObjectType::PublicKey => {
+            let kind = pair_kind.ok_or_else(|| KmsError::Internal("no key kind".into()))?;
+            let algorithm = match named_algorithm {
+                None => match kind.family() {
+                    Family::Rsa => Algorithm::Rsa,
+                    Family::Ec => Algorithm::Ecdh,
+                    Family::Ed25519 => Algorithm::Ed25519,
+                },
+                Some(name) => Algorithm::parse(name)
+                    .filter(|a| a.family() == Some(kind.family()))
+                    .ok_or_else(|| {
+                        KmsError::InvalidRequest(format!(
+                            "{op}: CryptographicAlgorithm {name} does not describe an {} key",
+                            kind.describe()
+                        ))
+                    })?,
+            };
+            Some(algorithm)
+        }
         ObjectType::SymmetricKey => {
             let algorithm = match named_algorithm {
                 None => Algorithm::Aes,
-                Some(alg) => Algorithm::parse(alg)
+                Some(alg) => Algorithm::parse_symmetric(alg)
                     .ok_or_else(|| unsupported(op, format!("CryptographicAlgorithm {alg}")))?,
             };
             let bits = i32::try_from(material.len() * 8).unwrap_or(i32::MAX);
@@ -165,7 +200,14 @@ pub async fn store_new(
         .into_iter()
         .flatten()
     {
-        if usize::try_from(bits).ok() != Some(material.len() * 8) {
+        if let Some(kind) = pair_kind {
+            if bits != kind.bits() {
+                return Err(KmsError::InvalidRequest(format!(
+                    "{op}: CryptographicLength {bits} does not match an {} key",
+                    kind.describe()
+                )));
+            }
+        } else if usize::try_from(bits).ok() != Some(material.len() * 8) {
             return Err(KmsError::InvalidRequest(format!(
                 "{op}: CryptographicLength {bits} does not match {} bytes",
                 material.len()
@@ -205,6 +247,9 @@ pub async fn store_new(
         sensitive: outer.sensitive.or(inner.sensitive).unwrap_or(false),
     };
     let mut object = kms.new_key(new, &material)?;
+    if let Some(kind) = pair_kind {
+        object.length_bits = kind.bits();
+    }
     object.meta.wrapped_by = wrapped_by.map(|uid| WrappedBy { uid });
     object.meta.names = if outer.names.is_empty() {
         inner.names.clone()

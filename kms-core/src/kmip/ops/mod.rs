@@ -4,6 +4,7 @@
 pub mod activate;
 pub mod add_attribute;
 pub mod create;
+pub mod create_key_pair;
 pub mod decrypt;
 pub mod delete_attribute;
 pub mod derive_key;
@@ -24,3 +25,4 @@ pub mod rekey;
 pub mod revoke;
 pub mod rng;
 pub mod set_attribute;
+pub mod sign;

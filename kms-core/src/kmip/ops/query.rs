@@ -11,8 +11,10 @@ use crate::kmip::ttlv::Ttlv;
 use crate::object::ObjectType;
 
 /// The object types Create, Import, Get and the rest accept.
-pub const STORED_TYPES: [ObjectType; 3] = [
+pub const STORED_TYPES: [ObjectType; 5] = [
     ObjectType::SymmetricKey,
+    ObjectType::PrivateKey,
+    ObjectType::PublicKey,
     ObjectType::SecretData,
     ObjectType::OpaqueObject,
 ];
@@ -75,8 +77,10 @@ mod tests {
             .to_string();
         assert!(answer.contains(r#""value":"Encrypt""#));
         assert!(answer.contains(r#""value":"SymmetricKey""#));
-        assert!(!answer.contains(r#""value":"Sign""#));
-        assert!(!answer.contains(r#""value":"PrivateKey""#));
+        assert!(answer.contains(r#""value":"Sign""#));
+        assert!(answer.contains(r#""value":"PrivateKey""#));
+        assert!(!answer.contains(r#""value":"Certify""#));
+        assert!(!answer.contains(r#""value":"Certificate""#));
         let versions = json!({"tag": "DiscoverVersions", "value": [{"tag": "ProtocolVersion", "value": [
             leaf("ProtocolVersionMajor", "Integer", json!(1)),
             leaf("ProtocolVersionMinor", "Integer", json!(4)),

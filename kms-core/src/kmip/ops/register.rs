@@ -80,7 +80,7 @@ mod tests {
         assert!(
             fails(&kms, "alice", encrypt)
                 .await
-                .contains("is a SecretData, not a key")
+                .contains("is a SecretData, not a symmetric or asymmetric key")
         );
         let opaque = json!({"tag": "Register", "value": [
             leaf("ObjectType", "Enumeration", json!("OpaqueObject")),
@@ -116,6 +116,10 @@ mod tests {
                 leaf("EncodingOption", "Enumeration", json!("NoEncoding")),
             ]})],
         );
-        assert!(fails(&kms, "alice", by_secret).await.contains("not a key"));
+        assert!(
+            fails(&kms, "alice", by_secret)
+                .await
+                .contains("is a SecretData, not a symmetric or asymmetric key")
+        );
     }
 }

@@ -14,6 +14,8 @@ pub struct Request<'a> {
     pub id: &'a str,
     pub code: Option<&'a str>,
     pub message: Option<&'a str>,
+    /// Also revoke the other half of a key pair.
+    pub cascade: bool,
 }
 
 impl<'a> Request<'a> {
@@ -26,14 +28,17 @@ impl<'a> Request<'a> {
             message = reason.text("RevocationMessage")?;
             reason.finish()?;
         }
-        // Cascade revokes the objects linked to this one (a key pair's other half, a
-        // certificate): a symmetric key has none, so there is nothing more to revoke.
-        f.boolean("Cascade")?;
+        let cascade = f.boolean("Cascade")?.unwrap_or(false);
         if f.date("CompromiseOccurrenceDate")?.is_some() {
             return Err(unsupported("Revoke", "CompromiseOccurrenceDate"));
         }
         f.finish()?;
-        Ok(Self { id, code, message })
+        Ok(Self {
+            id,
+            code,
+            message,
+            cascade,
+        })
     }
 }
 
@@ -42,10 +47,18 @@ fn is_compromise(reason: Option<&str>) -> bool {
 }
 
 pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
-    let Request { id, code, message } = Request::parse(node)?;
-    let objects = kms.resolve(user, id, Operation::Revoke).await?;
+    let Request {
+        id,
+        code,
+        message,
+        cascade,
+    } = Request::parse(node)?;
+    let mut objects = kms.resolve(user, id, Operation::Revoke).await?;
     if objects.is_empty() {
         return Err(KmsError::ItemNotFound(id.to_owned()));
+    }
+    if cascade {
+        objects = kms.with_pair_halves(user, objects, Operation::Revoke).await?;
     }
     let compromise = is_compromise(code);
     let mut uids = Vec::new();
