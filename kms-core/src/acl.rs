@@ -1,7 +1,7 @@
 //! The one access rule. The owner may do everything with an object; another user needs the
 //! grant of the operation (given to them or to everyone, `*`); any grant at all lets a user
 //! see the object (GetAttributes, GetAttributeList, Locate). A public key is public: any
-//! grantee of either half of its key pair may Get or Export it. Managing the grants of an
+//! grantee of either half of its key pair may read it (Get, Export, its attributes). Managing the grants of an
 //! object is for its owner alone. Every operation and the `/access/*` endpoints ask here.
 
 use std::collections::BTreeSet;
@@ -56,12 +56,25 @@ pub async fn check(
         return Ok(true);
     }
     if object.object_type == ObjectType::PublicKey
-        && matches!(access, Access::Run(Operation::Get | Operation::Export))
+        && matches!(
+            access,
+            Access::Run(
+                Operation::Get
+                    | Operation::Export
+                    | Operation::GetAttributes
+                    | Operation::GetAttributeList
+            )
+        )
     {
         if !granted.0.is_empty() {
             return Ok(true);
         }
-        for link in object.meta.links.iter().filter(|l| l.link_type == "PrivateKeyLink") {
+        for link in object
+            .meta
+            .links
+            .iter()
+            .filter(|l| l.link_type == "PrivateKeyLink")
+        {
             let Some(private) = store.load(&link.uid).await? else {
                 continue;
             };

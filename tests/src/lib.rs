@@ -26,6 +26,20 @@ pub fn tls_args(cert: &CertFiles, upstream: &str) -> Vec<String> {
     ]
 }
 
+/// Runs openssl (the independent implementation tests check results with) and returns its
+/// standard output.
+pub fn openssl(args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .context("openssl (apt-get install openssl)")?;
+    if !out.status.success() {
+        anyhow::bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out.stdout)
+}
+
 /// The value of one sample (`name{labels}` exactly as exported) in Prometheus text.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| {

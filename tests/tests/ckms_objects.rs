@@ -3,27 +3,15 @@
 //! wrap and unwrap, rotation policy, and the chunked envelope. Results are checked with
 //! openssl where it can compute the same thing.
 
-use std::process::Command;
-
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, ensure};
 use base64::Engine;
 use kms_tests::ckms::{Ckms, pinned_front, uid};
+use kms_tests::openssl;
 use kms_tests::stack::Stack;
 use serde_json::Value;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn openssl(args: &[&str]) -> Result<Vec<u8>> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .context("openssl (apt-get install openssl)")?;
-    if !out.status.success() {
-        bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(out.stdout)
 }
 
 /// Runs `ckms --json args` and returns `unique_identifier`.

@@ -222,15 +222,33 @@ pub async fn kms_decrypt(
     kmip::bytes_field(&response, "Data")
 }
 
+/// FILE.enc.
+pub fn encrypted_name(file: &std::path::Path) -> PathBuf {
+    with_suffix(file, ".enc")
+}
+
+/// FILE without .enc, or FILE.plain.
+pub fn decrypted_name(file: &std::path::Path) -> PathBuf {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("enc") => file.with_extension(""),
+        _ => with_suffix(file, ".plain"),
+    }
+}
+
+pub fn with_suffix(file: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = file.to_path_buf().into_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 pub async fn encrypt(kms: &Kms, args: CryptArgs) -> Result<Outcome, CliError> {
     let id = args.key.id()?;
     let aad = hex_option(args.authentication_data.as_deref(), "--authentication-data")?
         .unwrap_or_default();
-    let output = args.output_file.clone().unwrap_or_else(|| {
-        let mut name = args.file.clone().into_os_string();
-        name.push(".enc");
-        PathBuf::from(name)
-    });
+    let output = args
+        .output_file
+        .clone()
+        .unwrap_or_else(|| encrypted_name(&args.file));
     if args.envelope || args.key_encryption_algorithm.is_some() {
         if args.data_encryption_algorithm != DataAlgorithm::AesGcm {
             return Err(CliError::Usage(
@@ -266,16 +284,10 @@ pub async fn decrypt(kms: &Kms, args: CryptArgs) -> Result<Outcome, CliError> {
     let id = args.key.id()?;
     let aad = hex_option(args.authentication_data.as_deref(), "--authentication-data")?
         .unwrap_or_default();
-    let output = args.output_file.clone().unwrap_or_else(|| {
-        match args.file.extension().and_then(|e| e.to_str()) {
-            Some("enc") => args.file.with_extension(""),
-            _ => {
-                let mut name = args.file.clone().into_os_string();
-                name.push(".plain");
-                PathBuf::from(name)
-            }
-        }
-    });
+    let output = args
+        .output_file
+        .clone()
+        .unwrap_or_else(|| decrypted_name(&args.file));
     if !args.force && std::fs::symlink_metadata(&output).is_ok() {
         return Err(CliError::Usage(format!(
             "{} exists: pass --force to overwrite it",

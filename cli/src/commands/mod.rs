@@ -2,6 +2,7 @@
 //! or one JSON object with `--json`, and fails with a non-zero exit code.
 
 pub mod access;
+pub mod asym;
 pub mod attributes;
 pub mod crypt;
 pub mod envelope;
@@ -45,6 +46,17 @@ pub enum Command {
     Sym {
         #[command(subcommand)]
         command: sym::SymCommand,
+    },
+    /// RSA key pairs: create, export, import; encrypt, decrypt, sign, verify
+    Rsa {
+        #[command(subcommand)]
+        command: asym::RsaCommand,
+    },
+    /// Elliptic-curve key pairs (NIST P-256/384/521, Ed25519): create, export, import; sign,
+    /// verify
+    Ec {
+        #[command(subcommand)]
+        command: asym::EcCommand,
     },
     /// Secret data: passwords and seeds
     SecretData {
@@ -148,6 +160,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Sym { command } => sym::run(&kms, command).await,
         Command::AccessRights { command } => access::run(&kms, command).await,
+        Command::Rsa { command } => asym::rsa(&kms, command).await,
+        Command::Ec { command } => asym::ec(&kms, command).await,
         Command::SecretData { command } => secret::secret_data(&kms, command).await,
         Command::OpaqueObject { command } => secret::opaque_object(&kms, command).await,
         Command::Attributes { command } => attributes::run(&kms, command).await,

@@ -23,6 +23,8 @@ pub enum Kind {
     SymmetricKey,
     SecretData,
     OpaqueObject,
+    PrivateKey,
+    PublicKey,
 }
 
 impl Kind {
@@ -32,6 +34,8 @@ impl Kind {
             Self::SymmetricKey => "SymmetricKey",
             Self::SecretData => "SecretData",
             Self::OpaqueObject => "OpaqueObject",
+            Self::PrivateKey => "PrivateKey",
+            Self::PublicKey => "PublicKey",
         }
     }
 
@@ -40,6 +44,8 @@ impl Kind {
             Self::SymmetricKey => "key",
             Self::SecretData => "secret data",
             Self::OpaqueObject => "opaque object",
+            Self::PrivateKey => "private key",
+            Self::PublicKey => "public key",
         }
     }
 }
@@ -249,6 +255,13 @@ pub fn clear_object(kind: Kind, bytes: &[u8]) -> Value {
         Kind::OpaqueObject => json!({"tag": "OpaqueObject", "value": [
             leaf("OpaqueDataType", "Enumeration", json!("Vendor")),
             kmip::bytes("OpaqueDataValue", bytes),
+        ]}),
+        // DER: PKCS#8 for a private key, SubjectPublicKeyInfo for a public key.
+        Kind::PrivateKey | Kind::PublicKey => json!({"tag": kind.kmip(), "value": [
+            {"tag": "KeyBlock", "value": [
+                leaf("KeyFormatType", "Enumeration", json!("PKCS8")),
+                value,
+            ]},
         ]}),
     }
 }

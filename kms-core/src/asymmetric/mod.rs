@@ -186,7 +186,8 @@ pub fn generate(kind: KeyKind) -> Result<Pair, KmsError> {
             (private.as_ref().to_vec(), public.as_ref().to_vec())
         }
         KeyKind::Ec(curve) => {
-            let pair = EcdsaKeyPair::generate(curve.signing()).map_err(failed("EC key generation"))?;
+            let pair =
+                EcdsaKeyPair::generate(curve.signing()).map_err(failed("EC key generation"))?;
             let private = pair.to_pkcs8v1().map_err(failed("PKCS#8 encoding"))?;
             let public = pair
                 .public_key()
@@ -351,7 +352,11 @@ pub fn import_public(format: &str, der: &[u8]) -> Result<(KeyKind, Vec<u8>), Kms
 pub fn ec_point_to_spki(curve: Curve, point: &[u8]) -> Result<Vec<u8>, KmsError> {
     let key = ParsedPublicKey::new(curve.verification(), point)
         .map_err(|_| invalid("a point on the curve"))?;
-    Ok(key.as_der().map_err(failed("SPKI encoding"))?.as_ref().to_vec())
+    Ok(key
+        .as_der()
+        .map_err(failed("SPKI encoding"))?
+        .as_ref()
+        .to_vec())
 }
 
 /// The public key (SPKI) of a PKCS#8 private key.
@@ -465,28 +470,42 @@ mod tests {
             let pair = generate(kind).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(private_kind(&pair.private).ok(), Some(kind));
             assert_eq!(public_kind(&pair.public).ok(), Some(kind));
-            assert_eq!(public_of(kind, &pair.private).ok(), Some(pair.public.clone()));
+            assert_eq!(
+                public_of(kind, &pair.private).ok(),
+                Some(pair.public.clone())
+            );
             let native = match kind {
                 KeyKind::Rsa { .. } => "PKCS1",
                 KeyKind::Ec(_) => "ECPrivateKey",
                 KeyKind::Ed25519 => "PKCS8",
             };
-            let exported = export_private(kind, &pair.private, native).unwrap_or_else(|e| panic!("{e}"));
-            let (back_kind, back) = import_private(native, &exported).unwrap_or_else(|e| panic!("{e}"));
+            let exported =
+                export_private(kind, &pair.private, native).unwrap_or_else(|e| panic!("{e}"));
+            let (back_kind, back) =
+                import_private(native, &exported).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(back_kind, kind);
             assert_eq!(public_of(kind, &back).ok(), Some(pair.public.clone()));
             if let KeyKind::Rsa { .. } = kind {
                 let pkcs1 = export_public(kind, &pair.public, "PKCS1").unwrap_or_default();
-                assert_eq!(import_public("PKCS1", &pkcs1).ok(), Some((kind, pair.public.clone())));
+                assert_eq!(
+                    import_public("PKCS1", &pkcs1).ok(),
+                    Some((kind, pair.public.clone()))
+                );
             }
             if let KeyKind::Ec(curve) = kind {
                 let point =
                     export_public(kind, &pair.public, "TransparentECPublicKey").unwrap_or_default();
                 assert_eq!(point.first(), Some(&4));
-                assert_eq!(ec_point_to_spki(curve, &point).ok(), Some(pair.public.clone()));
+                assert_eq!(
+                    ec_point_to_spki(curve, &point).ok(),
+                    Some(pair.public.clone())
+                );
             }
         }
         assert!(import_private("PKCS8", b"not a key").is_err());
-        assert!(export_private(KeyKind::Ed25519, &[], "PKCS1").is_err_and(|e| e.to_string().contains("KeyFormatType PKCS1")));
+        assert!(
+            export_private(KeyKind::Ed25519, &[], "PKCS1")
+                .is_err_and(|e| e.to_string().contains("KeyFormatType PKCS1"))
+        );
     }
 }

@@ -73,7 +73,10 @@ impl RsaScheme {
             .hashing
             .map(|h| OaepHash::parse(h).ok_or_else(|| refuse(format!("HashingAlgorithm {h}"))))
             .transpose()?;
-        if let Some(mgf) = params.mgf_hash.filter(|m| Some(*m) != params.hashing.or(Some("SHA256"))) {
+        if let Some(mgf) = params
+            .mgf_hash
+            .filter(|m| Some(*m) != params.hashing.or(Some("SHA256")))
+        {
             return Err(refuse(format!(
                 "MaskGeneratorHashingAlgorithm {mgf} (MGF1 uses the OAEP hash)"
             )));
@@ -82,7 +85,9 @@ impl RsaScheme {
             (None | Some("OAEP"), h) => Self::Oaep(h.unwrap_or(OaepHash::Sha256)),
             (Some("PKCS1v15"), None) => Self::Pkcs1v15,
             (Some("PKCS1v15"), Some(_)) => {
-                return Err(refuse("HashingAlgorithm with PKCS#1 v1.5 encryption".into()));
+                return Err(refuse(
+                    "HashingAlgorithm with PKCS#1 v1.5 encryption".into(),
+                ));
             }
             (Some("None"), Some(h)) => Self::AesKeyWrap(h),
             (Some("None"), None) => {
@@ -99,7 +104,11 @@ fn crypto(what: &str) -> impl Fn(aws_lc_rs::error::Unspecified) -> KmsError + '_
     move |_| KmsError::Crypto(format!("{what} failed"))
 }
 
-fn oaep_encrypt(key: &PublicEncryptingKey, hash: OaepHash, data: &[u8]) -> Result<Vec<u8>, KmsError> {
+fn oaep_encrypt(
+    key: &PublicEncryptingKey,
+    hash: OaepHash,
+    data: &[u8],
+) -> Result<Vec<u8>, KmsError> {
     let key = OaepPublicEncryptingKey::new(key.clone()).map_err(crypto("RSA key"))?;
     let max = key.max_plaintext_size(hash.algorithm());
     if data.len() > max {
@@ -220,7 +229,9 @@ mod tests {
             let opened = decrypt(scheme, &pair.private, &sealed).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(&opened[..], data, "{scheme:?}");
         }
-        assert!(encrypt(RsaScheme::Oaep(OaepHash::Sha256), &pair.public, &big)
-            .is_err_and(|e| e.to_string().contains("at most")));
+        assert!(
+            encrypt(RsaScheme::Oaep(OaepHash::Sha256), &pair.public, &big)
+                .is_err_and(|e| e.to_string().contains("at most"))
+        );
     }
 }

@@ -78,7 +78,8 @@ impl Scheme {
     /// The scheme `params` ask for with a key of `kind`. No parameters: RSA-PSS with SHA-256
     /// for RSA (the reference's default), ECDSA with the curve's hash, Ed25519.
     pub fn of(kind: KeyKind, params: &CryptoParams<'_>, op: &str) -> Result<Self, KmsError> {
-        let refuse = |what: String| unsupported(op, format!("{what} with an {} key", kind.describe()));
+        let refuse =
+            |what: String| unsupported(op, format!("{what} with an {} key", kind.describe()));
         if let Some(mode) = params.mode {
             return Err(refuse(format!("BlockCipherMode {mode}")));
         }
@@ -100,13 +101,17 @@ impl Scheme {
                     Some("SHA256WithRSAEncryption") => (Some(false), Some(SigHash::Sha256)),
                     Some("SHA384WithRSAEncryption") => (Some(false), Some(SigHash::Sha384)),
                     Some("SHA512WithRSAEncryption") => (Some(false), Some(SigHash::Sha512)),
-                    Some(other) => return Err(refuse(format!("DigitalSignatureAlgorithm {other}"))),
+                    Some(other) => {
+                        return Err(refuse(format!("DigitalSignatureAlgorithm {other}")));
+                    }
                 };
                 let padding_pss = match params.padding {
                     None => None,
                     Some("PSS") => Some(true),
                     Some("PKCS1v15") => Some(false),
-                    Some(other) => return Err(refuse(format!("PaddingMethod {other} for a signature"))),
+                    Some(other) => {
+                        return Err(refuse(format!("PaddingMethod {other} for a signature")));
+                    }
                 };
                 let pss = match (pss, padding_pss) {
                     (Some(a), Some(b)) if a != b => {
@@ -164,7 +169,9 @@ impl Scheme {
                     Some("ECDSAWithSHA256") => Some(SigHash::Sha256),
                     Some("ECDSAWithSHA384") => Some(SigHash::Sha384),
                     Some("ECDSAWithSHA512") => Some(SigHash::Sha512),
-                    Some(other) => return Err(refuse(format!("DigitalSignatureAlgorithm {other}"))),
+                    Some(other) => {
+                        return Err(refuse(format!("DigitalSignatureAlgorithm {other}")));
+                    }
                 };
                 for h in [named, hash].into_iter().flatten() {
                     if h != own {
@@ -186,7 +193,9 @@ impl Scheme {
                     return Err(refuse(format!("CryptographicAlgorithm {alg}")));
                 }
                 if let Some(h) = params.hashing {
-                    return Err(refuse(format!("HashingAlgorithm {h} (Ed25519 hashes itself)")));
+                    return Err(refuse(format!(
+                        "HashingAlgorithm {h} (Ed25519 hashes itself)"
+                    )));
                 }
                 if let Some(s) = params.signature {
                     return Err(refuse(format!("DigitalSignatureAlgorithm {s}")));
@@ -197,7 +206,9 @@ impl Scheme {
                 Self::Ed25519
             }
         };
-        if !matches!(scheme, Self::RsaPss(_)) && (params.mgf_hash.is_some() || params.salt_length.is_some()) {
+        if !matches!(scheme, Self::RsaPss(_))
+            && (params.mgf_hash.is_some() || params.salt_length.is_some())
+        {
             return Err(refuse("MaskGeneratorHashingAlgorithm or SaltLength".into()));
         }
         Ok(scheme)
@@ -247,7 +258,10 @@ pub enum Input<'a> {
 
 fn digest_of(scheme: Scheme, digest: &[u8]) -> Result<Digest, KmsError> {
     let hash = scheme.hash().ok_or_else(|| {
-        unsupported("Sign", "DigestedData with Ed25519 (it signs the data itself)")
+        unsupported(
+            "Sign",
+            "DigestedData with Ed25519 (it signs the data itself)",
+        )
     })?;
     Digest::import_less_safe(digest, hash.digest()).map_err(|_| {
         KmsError::InvalidRequest(format!(
@@ -271,12 +285,9 @@ pub fn sign(scheme: Scheme, pkcs8: &[u8], input: Input<'_>) -> Result<Vec<u8>, K
             let key = RsaKeyPair::from_pkcs8(pkcs8).map_err(corrupt)?;
             let mut out = vec![0u8; key.public_modulus_len()];
             match input {
-                Input::Data(data) => key.sign(
-                    scheme.rsa_encoding(),
-                    &SystemRandom::new(),
-                    data,
-                    &mut out,
-                ),
+                Input::Data(data) => {
+                    key.sign(scheme.rsa_encoding(), &SystemRandom::new(), data, &mut out)
+                }
                 Input::Digest(d) => {
                     key.sign_digest(scheme.rsa_encoding(), &digest_of(scheme, d)?, &mut out)
                 }
@@ -331,7 +342,11 @@ mod tests {
     #[test]
     fn signatures_verify_and_tampering_fails() {
         let params = CryptoParams::default();
-        for kind in [KeyKind::Rsa { bits: 2048 }, KeyKind::Ec(Curve::P384), KeyKind::Ed25519] {
+        for kind in [
+            KeyKind::Rsa { bits: 2048 },
+            KeyKind::Ec(Curve::P384),
+            KeyKind::Ed25519,
+        ] {
             let pair = generate(kind).unwrap_or_else(|e| panic!("{e}"));
             let scheme = Scheme::of(kind, &params, "Sign").unwrap_or_else(|e| panic!("{e}"));
             let sig = sign(scheme, &pair.private, Input::Data(b"hello")).unwrap_or_default();
@@ -339,7 +354,8 @@ mod tests {
             assert!(!verify(scheme, &pair.public, Input::Data(b"hellO"), &sig).unwrap_or(true));
             if let Some(h) = scheme.hash() {
                 let d = digest::digest(h.digest(), b"hello");
-                let sig = sign(scheme, &pair.private, Input::Digest(d.as_ref())).unwrap_or_default();
+                let sig =
+                    sign(scheme, &pair.private, Input::Digest(d.as_ref())).unwrap_or_default();
                 assert!(verify(scheme, &pair.public, Input::Data(b"hello"), &sig).unwrap_or(false));
             }
         }

@@ -15,6 +15,8 @@ use crate::object::{ManagedObject, Name, ObjectType, State};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     New,
+    /// An object that exists already (Import, Register): it may carry its links.
+    Import,
     Filter,
 }
 
@@ -37,6 +39,8 @@ pub struct RequestAttributes<'a> {
     pub wrapping_key_id: Option<&'a str>,
     /// `Name` values (a Locate filter takes one).
     pub names: Vec<Name>,
+    /// `Link` values of an imported object.
+    pub links: Vec<crate::object::Link>,
 }
 
 /// Attributes the server maintains itself. On a new object they may be present (an object
@@ -98,8 +102,26 @@ pub fn parse<'a>(
             "Locate: at most one Name filter".into(),
         ));
     }
+    if purpose == Purpose::Import {
+        for link in f.all("Link") {
+            let mut l = Fields::of(link, format!("{}.Link", f.path()))?;
+            let link_type = l.enumeration("LinkType")?.unwrap_or_default().to_owned();
+            let uid = l
+                .text("LinkedObjectIdentifier")?
+                .unwrap_or_default()
+                .to_owned();
+            l.finish()?;
+            if link_type.is_empty() || uid.is_empty() || uid.len() > 256 {
+                return Err(KmsError::InvalidRequest(format!(
+                    "{}.Link: a LinkType and a LinkedObjectIdentifier (at most 256 bytes)",
+                    f.path()
+                )));
+            }
+            out.links.push(crate::object::Link { link_type, uid });
+        }
+    }
     match purpose {
-        Purpose::New => {
+        Purpose::New | Purpose::Import => {
             out.usage_mask = f.int("CryptographicUsageMask")?;
             out.activation_date = f.date("ActivationDate")?;
             out.sensitive = f.boolean("Sensitive")?;

@@ -19,7 +19,10 @@ pub const DEFAULT_PUBLIC_MASK: i32 = MASK_VERIFY | 0x4 | 0x10;
 
 /// The key kind of a stored private or public key.
 pub fn kind(o: &ManagedObject) -> Option<KeyKind> {
-    if !matches!(o.object_type, ObjectType::PrivateKey | ObjectType::PublicKey) {
+    if !matches!(
+        o.object_type,
+        ObjectType::PrivateKey | ObjectType::PublicKey
+    ) {
         return None;
     }
     KeyKind::of(o.algorithm?.family()?, o.length_bits)

@@ -154,7 +154,10 @@ pub fn format_fits(object_type: ObjectType, format: &str) -> bool {
         ObjectType::SymmetricKey => matches!(format, "Raw" | "TransparentSymmetricKey"),
         ObjectType::PrivateKey => matches!(format, "PKCS8" | "PKCS1" | "ECPrivateKey"),
         ObjectType::PublicKey => {
-            matches!(format, "PKCS8" | "X509" | "PKCS1" | "TransparentECPublicKey")
+            matches!(
+                format,
+                "PKCS8" | "X509" | "PKCS1" | "TransparentECPublicKey"
+            )
         }
         ObjectType::OpaqueObject => format == "Opaque",
         _ => format == "Raw",
@@ -183,9 +186,8 @@ pub fn key_value<'a>(
             let material = match m.bytes("QString")? {
                 Some(point) => {
                     let curve = m.enumeration("RecommendedCurve")?.unwrap_or_default();
-                    let curve = crate::asymmetric::Curve::parse(curve).ok_or_else(|| {
-                        unsupported(&path, format!("RecommendedCurve {curve:?}"))
-                    })?;
+                    let curve = crate::asymmetric::Curve::parse(curve)
+                        .ok_or_else(|| unsupported(&path, format!("RecommendedCurve {curve:?}")))?;
                     crate::asymmetric::ec_point_to_spki(curve, point)?
                 }
                 None => m.bytes("Key")?.ok_or_else(missing)?.to_vec(),
@@ -195,7 +197,7 @@ pub fn key_value<'a>(
         }
         _ => return Err(missing()),
     };
-    let attributes = attributes::parse(v.node("Attributes")?, &path, Purpose::New)?;
+    let attributes = attributes::parse(v.node("Attributes")?, &path, Purpose::Import)?;
     v.finish()?;
     Ok((material, attributes))
 }

@@ -144,6 +144,23 @@ impl Kms {
             .collect();
         let found = candidates.len();
         let mut allowed = self.allowed(user, candidates, by_tags, op).await?;
+        // Tags are on both halves of a key pair: by tags, an operation takes the objects of
+        // the first type it works with (Sign the private key; Encrypt and SignatureVerify
+        // the public key).
+        let halves = |o: &ManagedObject| {
+            matches!(
+                o.object_type,
+                ObjectType::PrivateKey | ObjectType::PublicKey
+            )
+        };
+        if by_tags && allowed.len() > 1 && allowed.iter().all(halves) {
+            if let Some(first) = usable_by(op)
+                .iter()
+                .find(|t| allowed.iter().any(|o| o.object_type == **t))
+            {
+                allowed.retain(|o| o.object_type == *first);
+            }
+        }
         // Tags that name several keys of which only one can encrypt (after a re-key: the old
         // key keeps its tags to decrypt what it encrypted) name that one for Encrypt and MAC.
         if by_tags && allowed.len() > 1 && matches!(op, Operation::Encrypt | Operation::Mac) {
@@ -178,7 +195,8 @@ impl Kms {
                         match op {
                             Operation::Sign => "a private key",
                             Operation::SignatureVerify => "a public or private key",
-                            Operation::Encrypt | Operation::Decrypt => "a symmetric or asymmetric key",
+                            Operation::Encrypt | Operation::Decrypt =>
+                                "a symmetric or asymmetric key",
                             _ => "a key",
                         }
                     )));

@@ -327,7 +327,11 @@ mod tests {
             && o.meta.links[0].uid == pk));
         assert!(public.is_some_and(|o| o.tags.contains("_pk") && o.meta.links[0].uid == sk));
         for (algorithm, extra, error) in [
-            ("RSA", vec![leaf("CryptographicLength", "Integer", json!(1024))], "2048, 3072 or 4096"),
+            (
+                "RSA",
+                vec![leaf("CryptographicLength", "Integer", json!(1024))],
+                "2048, 3072 or 4096",
+            ),
             ("DSA", vec![], "CryptographicAlgorithm DSA"),
             (
                 "EC",

@@ -5,6 +5,7 @@
 
 use zeroize::Zeroizing;
 
+use crate::asymmetric;
 use crate::error::KmsError;
 use crate::key_wrap::WrapMode;
 use crate::kmip::attributes::{self, tag_attribute};
@@ -13,12 +14,11 @@ use crate::kmip::build::{bytes, enumeration, structure, text};
 use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
 use crate::kmip::operation::Operation;
+use crate::kmip::pair;
 use crate::kmip::payload;
 use crate::kmip::resolve::required;
 use crate::kmip::ttlv::Ttlv;
 use crate::kmip::wrap::{self, Encoding, WrapSpec};
-use crate::asymmetric;
-use crate::kmip::pair;
 use crate::object::{ManagedObject, ObjectType, State};
 
 pub struct Request<'a> {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::asymmetric::{self, Family};
 use crate::error::KmsError;
 use crate::kmip::attributes::{self, Purpose, RequestAttributes};
 use crate::kmip::binary;
@@ -15,7 +16,6 @@ use crate::kmip::kms::{Done, Kms};
 use crate::kmip::payload::{self, Payload};
 use crate::kmip::ttlv::Ttlv;
 use crate::kmip::wrap::Encoding;
-use crate::asymmetric::{self, Family};
 use crate::object::{Algorithm, ManagedObject, ObjectType, WrappedBy};
 use zeroize::Zeroizing;
 
@@ -40,7 +40,7 @@ impl<'a> Request<'a> {
         let replace = f.boolean("ReplaceExisting")?.unwrap_or(false);
         // For an object given in clear both values mean the same.
         let as_registered = f.enumeration("KeyWrapType")? == Some("AsRegistered");
-        let attributes = attributes::parse(f.node("Attributes")?, "Import", Purpose::New)?;
+        let attributes = attributes::parse(f.node("Attributes")?, "Import", Purpose::Import)?;
         let payload = payload::parse(&mut f, object_type)?;
         f.finish()?;
         Ok(Self {
@@ -251,6 +251,11 @@ pub async fn store_new(
         object.length_bits = kind.bits();
     }
     object.meta.wrapped_by = wrapped_by.map(|uid| WrappedBy { uid });
+    object.meta.links = if outer.links.is_empty() {
+        inner.links.clone()
+    } else {
+        outer.links.clone()
+    };
     object.meta.names = if outer.names.is_empty() {
         inner.names.clone()
     } else {

@@ -18,7 +18,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         .map(attributes::object_type)
         .transpose()?
         .ok_or_else(|| KmsError::InvalidRequest("Register: ObjectType is required".into()))?;
-    let attributes = attributes::parse(f.node("Attributes")?, "Register", Purpose::New)?;
+    let attributes = attributes::parse(f.node("Attributes")?, "Register", Purpose::Import)?;
     if f.node("ProtectionStorageMasks")?.is_some() {
         return Err(unsupported("Register", "ProtectionStorageMasks"));
     }

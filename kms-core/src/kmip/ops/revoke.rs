@@ -58,7 +58,9 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         return Err(KmsError::ItemNotFound(id.to_owned()));
     }
     if cascade {
-        objects = kms.with_pair_halves(user, objects, Operation::Revoke).await?;
+        objects = kms
+            .with_pair_halves(user, objects, Operation::Revoke)
+            .await?;
     }
     let compromise = is_compromise(code);
     let mut uids = Vec::new();

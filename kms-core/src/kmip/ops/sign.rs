@@ -69,7 +69,10 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
     let kind = require_kind(&o, name)?;
     let scheme = Scheme::of(kind, &r.params, name)?;
     if o.is_resident() {
-        return Err(crate::kmip::fields::unsupported(name, "HSM-resident key pairs"));
+        return Err(crate::kmip::fields::unsupported(
+            name,
+            "HSM-resident key pairs",
+        ));
     }
     match r.signature {
         None => {
@@ -169,12 +172,18 @@ mod tests {
             };
             let valid = run(&kms, "alice", verify("68656C6C6F")).await;
             assert_eq!(
-                valid.ok().as_ref().and_then(|v| field(v, "ValidityIndicator")),
+                valid
+                    .ok()
+                    .as_ref()
+                    .and_then(|v| field(v, "ValidityIndicator")),
                 Some(&json!("Valid"))
             );
             let invalid = run(&kms, "alice", verify("68656C6C6E")).await;
             assert_eq!(
-                invalid.ok().as_ref().and_then(|v| field(v, "ValidityIndicator")),
+                invalid
+                    .ok()
+                    .as_ref()
+                    .and_then(|v| field(v, "ValidityIndicator")),
                 Some(&json!("Invalid"))
             );
             // The public key does not sign; bob needs the sign grant.
@@ -189,7 +198,11 @@ mod tests {
                     .contains("permission")
             );
             let _ = kms.store.grant(&sk, "bob", &["sign".to_owned()]).await;
-            assert!(run(&kms, "bob", by_uid("Sign", &sk, vec![data])).await.is_ok());
+            assert!(
+                run(&kms, "bob", by_uid("Sign", &sk, vec![data]))
+                    .await
+                    .is_ok()
+            );
         }
         let (sk, _) = pair(&kms, "Ed25519").await;
         let streaming = by_uid(

@@ -1,0 +1,746 @@
+//! `ckms rsa` and `ckms ec`: key pairs (create, export, import, revoke, destroy), signatures
+//! (sign, sign-verify) and, for RSA, encryption, with the reference CLI's syntax. Keys are
+//! written in the formats openssl reads (PKCS#8, PKCS#1, SEC1, SPKI; PEM or DER).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::Outcome;
+use super::crypt::{decrypted_name, encrypted_name, with_suffix};
+use super::lifecycle::{self, DestroyArgs, RevokeArgs};
+use super::objects::{self, Kind, Selector, read, write};
+use crate::error::CliError;
+use crate::http::Kms;
+use crate::kmip::{self, leaf};
+
+/// RSA or EC: the two families share every command but creation and encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Rsa,
+    Ec,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RsaCommand {
+    /// Create, export, import, revoke, destroy RSA key pairs
+    Keys {
+        #[command(subcommand)]
+        command: RsaKeys,
+    },
+    /// Encrypt a file with an RSA public key (OAEP by default)
+    Encrypt(RsaCryptArgs),
+    /// Decrypt a file with an RSA private key
+    Decrypt(RsaCryptArgs),
+    /// Sign a file with a private key
+    Sign(SignArgs),
+    /// Verify a signature with a public (or private) key
+    SignVerify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EcCommand {
+    /// Create, export, import, revoke, destroy elliptic-curve key pairs
+    Keys {
+        #[command(subcommand)]
+        command: EcKeys,
+    },
+    /// Sign a file with a private key (ECDSA with the curve's hash, or Ed25519)
+    Sign(SignArgs),
+    /// Verify a signature with a public (or private) key
+    SignVerify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RsaKeys {
+    /// Create an RSA key pair in the KMS
+    Create {
+        /// Modulus size: 2048, 3072 or 4096
+        #[arg(short = 's', long, default_value_t = 4096)]
+        size_in_bits: u32,
+        #[command(flatten)]
+        common: CreateArgs,
+    },
+    #[command(flatten)]
+    Common(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EcKeys {
+    /// Create an elliptic-curve key pair in the KMS
+    Create {
+        /// The curve
+        #[arg(short = 'c', long, value_enum, default_value = "nist-p256")]
+        curve: Curve,
+        #[command(flatten)]
+        common: CreateArgs,
+    },
+    #[command(flatten)]
+    Common(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a key to a file (PEM or DER for openssl, or the KMIP object)
+    Export(AsymExportArgs),
+    /// Import a private or public key from a file
+    Import(AsymImportArgs),
+    /// Revoke a key pair (both halves): it can no longer sign or encrypt
+    Revoke(RevokeArgs),
+    /// Destroy a key pair (both halves; revoke it first)
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Curve {
+    NistP256,
+    NistP384,
+    NistP521,
+    Ed25519,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Tag to attach to both keys (repeatable)
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// The private key may never leave the KMS in clear
+    #[arg(long)]
+    pub sensitive: bool,
+    /// Store the private key wrapped by this key of the KMS
+    #[arg(short = 'w', long)]
+    pub wrapping_key_id: Option<String>,
+    /// The identifier of the private key [default: chosen by the KMS; the public key's is
+    /// this with `_pk`]
+    pub private_key_id: Option<String>,
+}
+
+/// Export formats, as the reference CLI names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The KMIP object (JSON TTLV)
+    JsonTtlv,
+    Pkcs8Pem,
+    Pkcs8Der,
+    /// RSA only
+    Pkcs1Pem,
+    /// RSA only
+    Pkcs1Der,
+    /// EC private keys only
+    Sec1Pem,
+    /// EC private keys only
+    Sec1Der,
+    /// Public keys: SubjectPublicKeyInfo
+    SpkiPem,
+    SpkiDer,
+    /// The key bytes (DER) in base64
+    Base64,
+    /// The key bytes (DER)
+    Raw,
+}
+
+#[derive(Debug, Args)]
+pub struct AsymExportArgs {
+    #[command(flatten)]
+    pub key: Selector,
+    /// Format of the file
+    #[arg(short = 'f', long, value_enum, default_value = "json-ttlv")]
+    pub key_format: ExportFormat,
+    /// Export in clear a key the KMS stores wrapped (you need the right to unwrap it)
+    #[arg(short = 'u', long)]
+    pub unwrap: bool,
+    /// Export even a revoked key (KMIP Export instead of Get)
+    #[arg(short = 'i', long)]
+    pub allow_revoked: bool,
+    /// The file to write
+    pub key_file: PathBuf,
+}
+
+/// Import formats, as the reference CLI names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// The KMIP object (JSON TTLV)
+    JsonTtlv,
+    /// PEM: the kind of key is read from its label
+    Pem,
+    /// SEC1 EC private key (DER)
+    Sec1,
+    /// PKCS#1 RSA private key (DER)
+    Pkcs1Priv,
+    /// PKCS#1 RSA public key (DER)
+    Pkcs1Pub,
+    /// PKCS#8 private key (DER)
+    #[value(alias = "pkcs8")]
+    Pkcs8Priv,
+    /// SubjectPublicKeyInfo public key (DER)
+    #[value(alias = "spki")]
+    Pkcs8Pub,
+}
+
+#[derive(Debug, Args)]
+pub struct AsymImportArgs {
+    /// Format of the file
+    #[arg(short = 'f', long, value_enum, default_value = "json-ttlv")]
+    pub key_format: ImportFormat,
+    /// Tag to attach (repeatable)
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Replace an existing key with the same identifier
+    #[arg(short = 'r', long)]
+    pub replace_existing: bool,
+    /// Have the KMS store the key wrapped by this key
+    #[arg(short = 'w', long)]
+    pub wrapping_key_id: Option<String>,
+    /// The file to read
+    pub key_file: PathBuf,
+    /// The identifier to give the key [default: chosen by the KMS]
+    pub key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignatureAlgorithm {
+    /// RSASSA-PSS (RSA; the default)
+    #[value(alias = "rsassapss")]
+    RsassaPss,
+    /// RSASSA-PKCS1-v1_5 (RSA)
+    #[value(alias = "pkcs1v15")]
+    RsassaPkcs1V15,
+    /// ECDSA with the curve's hash (EC; the default)
+    Ecdsa,
+    /// Ed25519 (the default for an Ed25519 key)
+    Ed25519,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HashAlgorithm {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlgorithm {
+    fn kmip(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha384 => "SHA384",
+            Self::Sha512 => "SHA512",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    #[command(flatten)]
+    pub key: Selector,
+    /// Signature scheme [default: the key's]
+    #[arg(short = 'a', long, value_enum)]
+    pub signature_algorithm: Option<SignatureAlgorithm>,
+    /// Hash (RSA: SHA-256 unless given; ECDSA: must be the curve's)
+    #[arg(short = 's', long, value_enum)]
+    pub hashing_algorithm: Option<HashAlgorithm>,
+    /// The file holds a digest already computed, not the data
+    #[arg(long)]
+    pub digested: bool,
+    /// Output file [default: FILE.sig]
+    #[arg(short = 'o', long)]
+    pub output_file: Option<PathBuf>,
+    /// The file to sign
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub key: Selector,
+    #[arg(short = 'a', long, value_enum)]
+    pub signature_algorithm: Option<SignatureAlgorithm>,
+    #[arg(short = 's', long, value_enum)]
+    pub hashing_algorithm: Option<HashAlgorithm>,
+    /// The file holds a digest already computed, not the data
+    #[arg(long)]
+    pub digested: bool,
+    /// The signed file
+    pub file: PathBuf,
+    /// The signature
+    pub signature_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RsaEncryption {
+    /// RSA-OAEP (the default)
+    CkmRsaPkcsOaep,
+    /// RSA PKCS#1 v1.5 (legacy)
+    CkmRsaPkcs,
+    /// A fresh AES key under RSA-OAEP, then the data wrapped with RFC 5649 (any size)
+    CkmRsaAesKeyWrap,
+}
+
+#[derive(Debug, Args)]
+pub struct RsaCryptArgs {
+    #[command(flatten)]
+    pub key: Selector,
+    #[arg(short = 'e', long, value_enum, default_value = "ckm-rsa-pkcs-oaep")]
+    pub encryption_algorithm: RsaEncryption,
+    /// OAEP hash (OAEP and AES key wrap)
+    #[arg(short = 's', long, value_enum, default_value = "sha256")]
+    pub hashing_algorithm: HashAlgorithm,
+    /// Output file [default: FILE.enc to encrypt, FILE without .enc (or FILE.plain) to decrypt]
+    #[arg(short = 'o', long)]
+    pub output_file: Option<PathBuf>,
+    /// The file to read
+    pub file: PathBuf,
+}
+
+pub async fn rsa(kms: &Kms, command: RsaCommand) -> Result<Outcome, CliError> {
+    match command {
+        RsaCommand::Keys {
+            command:
+                RsaKeys::Create {
+                    size_in_bits,
+                    common,
+                },
+        } => {
+            let attributes = vec![
+                leaf("CryptographicAlgorithm", "Enumeration", json!("RSA")),
+                leaf("CryptographicLength", "Integer", json!(size_in_bits)),
+            ];
+            create(kms, Family::Rsa, attributes, common).await
+        }
+        RsaCommand::Keys {
+            command: RsaKeys::Common(command),
+        } => keys(kms, command).await,
+        RsaCommand::Encrypt(args) => rsa_crypt(kms, args, true).await,
+        RsaCommand::Decrypt(args) => rsa_crypt(kms, args, false).await,
+        RsaCommand::Sign(args) => sign(kms, args).await,
+        RsaCommand::SignVerify(args) => verify(kms, args).await,
+    }
+}
+
+pub async fn ec(kms: &Kms, command: EcCommand) -> Result<Outcome, CliError> {
+    match command {
+        EcCommand::Keys {
+            command: EcKeys::Create { curve, common },
+        } => {
+            let (algorithm, name) = match curve {
+                Curve::NistP256 => ("ECDH", "P256"),
+                Curve::NistP384 => ("ECDH", "P384"),
+                Curve::NistP521 => ("ECDH", "P521"),
+                Curve::Ed25519 => ("Ed25519", "CURVEED25519"),
+            };
+            let attributes = vec![
+                leaf("CryptographicAlgorithm", "Enumeration", json!(algorithm)),
+                json!({"tag": "CryptographicDomainParameters", "value": [
+                    leaf("RecommendedCurve", "Enumeration", json!(name)),
+                ]}),
+            ];
+            create(kms, Family::Ec, attributes, common).await
+        }
+        EcCommand::Keys {
+            command: EcKeys::Common(command),
+        } => keys(kms, command).await,
+        EcCommand::Sign(args) => sign(kms, args).await,
+        EcCommand::SignVerify(args) => verify(kms, args).await,
+    }
+}
+
+async fn create(
+    kms: &Kms,
+    family: Family,
+    mut common: Vec<Value>,
+    args: CreateArgs,
+) -> Result<Outcome, CliError> {
+    common.insert(0, leaf("ActivationDate", "DateTime", json!(kmip::now())));
+    common.push(kmip::tags_attribute(&args.tags));
+    let mut private = Vec::new();
+    if let Some(id) = &args.private_key_id {
+        private.push(kmip::text("UniqueIdentifier", id));
+    }
+    if args.sensitive {
+        private.push(leaf("Sensitive", "Boolean", json!(true)));
+    }
+    if let Some(kek) = &args.wrapping_key_id {
+        private.push(kmip::vendor("wrapping_key_id", kek));
+    }
+    let request = json!({"tag": "CreateKeyPair", "value": [
+        {"tag": "CommonAttributes", "value": common},
+        {"tag": "PrivateKeyAttributes", "value": private},
+    ]});
+    let response = kms.kmip(&request).await?;
+    let sk = kmip::text_field(&response, "PrivateKeyUniqueIdentifier")?;
+    let pk = kmip::text_field(&response, "PublicKeyUniqueIdentifier")?;
+    let noun = match family {
+        Family::Rsa => "RSA",
+        Family::Ec => "EC",
+    };
+    Ok(Outcome::new(
+        format!(
+            "The {noun} key pair has been created.\n  Public key unique identifier: {pk}\n  Private key unique identifier: {sk}"
+        ),
+        json!({"private_key_unique_identifier": sk, "public_key_unique_identifier": pk}),
+    ))
+}
+
+/// The kind (private or public key) of the object `id` names.
+async fn kind_of(kms: &Kms, id: &str) -> Result<Kind, CliError> {
+    let attributes = kms.kmip(&kmip::by_id("GetAttributes", id, vec![])).await?;
+    match kmip::find(&attributes, "ObjectType").and_then(|o| o["value"].as_str()) {
+        Some("PrivateKey") => Ok(Kind::PrivateKey),
+        Some("PublicKey") => Ok(Kind::PublicKey),
+        other => Err(CliError::Usage(format!(
+            "{id} is not a private or public key ({})",
+            other.unwrap_or("unknown type")
+        ))),
+    }
+}
+
+async fn keys(kms: &Kms, command: KeyCommand) -> Result<Outcome, CliError> {
+    match command {
+        KeyCommand::Export(args) => export(kms, args).await,
+        KeyCommand::Import(args) => import(kms, args).await,
+        KeyCommand::Revoke(args) => {
+            let kind = kind_of(kms, &args.object.id()?).await?;
+            lifecycle::revoke(kms, kind, args).await
+        }
+        KeyCommand::Destroy(args) => {
+            let kind = kind_of(kms, &args.object.id()?).await?;
+            lifecycle::destroy(kms, kind, args).await
+        }
+    }
+}
+
+/// The KMIP format to ask for, and the PEM label, for an export format and key kind.
+fn export_format(
+    format: ExportFormat,
+    kind: Kind,
+) -> Result<(Option<&'static str>, Option<&'static str>), CliError> {
+    let private = kind == Kind::PrivateKey;
+    let wrong = |what: &str| {
+        Err(CliError::Usage(format!(
+            "{what} is for {} keys: this is a {}",
+            if private { "public" } else { "private" },
+            kind.noun()
+        )))
+    };
+    Ok(match format {
+        ExportFormat::JsonTtlv => (None, None),
+        ExportFormat::Raw | ExportFormat::Base64 => (Some("PKCS8"), None),
+        ExportFormat::Pkcs8Pem | ExportFormat::Pkcs8Der if private => {
+            (Some("PKCS8"), Some("PRIVATE KEY"))
+        }
+        ExportFormat::Pkcs8Pem
+        | ExportFormat::Pkcs8Der
+        | ExportFormat::SpkiPem
+        | ExportFormat::SpkiDer => {
+            if private {
+                return wrong("spki");
+            }
+            (Some("PKCS8"), Some("PUBLIC KEY"))
+        }
+        ExportFormat::Pkcs1Pem | ExportFormat::Pkcs1Der => {
+            let label = if private {
+                "RSA PRIVATE KEY"
+            } else {
+                "RSA PUBLIC KEY"
+            };
+            (Some("PKCS1"), Some(label))
+        }
+        ExportFormat::Sec1Pem | ExportFormat::Sec1Der => {
+            if !private {
+                return wrong("sec1");
+            }
+            (Some("ECPrivateKey"), Some("EC PRIVATE KEY"))
+        }
+    })
+}
+
+async fn export(kms: &Kms, args: AsymExportArgs) -> Result<Outcome, CliError> {
+    let id = args.key.id()?;
+    let kind = kind_of(kms, &id).await?;
+    let (format, label) = export_format(args.key_format, kind)?;
+    let mut extra = Vec::new();
+    if let Some(format) = format {
+        extra.push(leaf("KeyFormatType", "Enumeration", json!(format)));
+    }
+    let wrap_type = if args.unwrap {
+        "NotWrapped"
+    } else {
+        "AsRegistered"
+    };
+    extra.push(leaf("KeyWrapType", "Enumeration", json!(wrap_type)));
+    let operation = if args.allow_revoked { "Export" } else { "Get" };
+    let response = kms.kmip(&kmip::by_id(operation, &id, extra)).await?;
+    let uid = kmip::text_field(&response, "UniqueIdentifier")?;
+    let object = kmip::field(&response, kind.kmip())
+        .ok_or_else(|| CliError::Protocol(format!("no {} in the answer", kind.kmip())))?;
+    if args.key_format != ExportFormat::JsonTtlv && kmip::find(object, "KeyWrappingData").is_some()
+    {
+        return Err(CliError::Usage(format!(
+            "{uid} is stored wrapped: export it as json-ttlv, or in clear with --unwrap"
+        )));
+    }
+    let bytes: Zeroizing<Vec<u8>> = match args.key_format {
+        ExportFormat::JsonTtlv => Zeroizing::new(
+            serde_json::to_string_pretty(object)
+                .map_err(|e| CliError::Protocol(e.to_string()))?
+                .into_bytes(),
+        ),
+        ExportFormat::Base64 => {
+            use base64::Engine;
+            let der = Zeroizing::new(kmip::key_material(object)?);
+            Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&*der)
+                    .into_bytes(),
+            )
+        }
+        ExportFormat::Pkcs8Pem
+        | ExportFormat::Pkcs1Pem
+        | ExportFormat::Sec1Pem
+        | ExportFormat::SpkiPem => {
+            let der = Zeroizing::new(kmip::key_material(object)?);
+            let pem = pem::Pem::new(label.unwrap_or("PRIVATE KEY"), der.to_vec());
+            // openssl's layout: LF line endings.
+            let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+            Zeroizing::new(pem::encode_config(&pem, config).into_bytes())
+        }
+        _ => Zeroizing::new(kmip::key_material(object)?),
+    };
+    write(&args.key_file, &bytes, true)?;
+    Ok(Outcome::new(
+        format!(
+            "The {} {uid} was exported to {}",
+            kind.noun(),
+            args.key_file.display()
+        ),
+        json!({"unique_identifier": uid, "file": args.key_file}),
+    ))
+}
+
+/// The key kind and KMIP format of an import file.
+fn import_format(
+    format: ImportFormat,
+    data: &[u8],
+    name: &str,
+) -> Result<(Kind, &'static str, Vec<u8>), CliError> {
+    Ok(match format {
+        ImportFormat::JsonTtlv => {
+            return Err(CliError::Usage(format!(
+                "{name}: json-ttlv files are read whole"
+            )));
+        }
+        ImportFormat::Sec1 => (Kind::PrivateKey, "ECPrivateKey", data.to_vec()),
+        ImportFormat::Pkcs1Priv => (Kind::PrivateKey, "PKCS1", data.to_vec()),
+        ImportFormat::Pkcs1Pub => (Kind::PublicKey, "PKCS1", data.to_vec()),
+        ImportFormat::Pkcs8Priv => (Kind::PrivateKey, "PKCS8", data.to_vec()),
+        ImportFormat::Pkcs8Pub => (Kind::PublicKey, "PKCS8", data.to_vec()),
+        ImportFormat::Pem => {
+            let pem = pem::parse(data)
+                .map_err(|e| CliError::Usage(format!("{name}: not a PEM file: {e}")))?;
+            let (kind, format) = match pem.tag() {
+                "PRIVATE KEY" => (Kind::PrivateKey, "PKCS8"),
+                "RSA PRIVATE KEY" => (Kind::PrivateKey, "PKCS1"),
+                "EC PRIVATE KEY" => (Kind::PrivateKey, "ECPrivateKey"),
+                "PUBLIC KEY" => (Kind::PublicKey, "PKCS8"),
+                "RSA PUBLIC KEY" => (Kind::PublicKey, "PKCS1"),
+                "ENCRYPTED PRIVATE KEY" => {
+                    return Err(CliError::Usage(format!(
+                        "{name} holds an encrypted private key: decrypt it first (openssl pkcs8 -in {name} -out clear.pem)"
+                    )));
+                }
+                other => {
+                    return Err(CliError::Usage(format!(
+                        "{name}: a PEM {other:?} is not a key this command imports (PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY, PUBLIC KEY, RSA PUBLIC KEY)"
+                    )));
+                }
+            };
+            (kind, format, pem.into_contents())
+        }
+    })
+}
+
+async fn import(kms: &Kms, args: AsymImportArgs) -> Result<Outcome, CliError> {
+    let data = Zeroizing::new(read(&args.key_file)?);
+    let name = args.key_file.display().to_string();
+    let (kind, object) = if args.key_format == ImportFormat::JsonTtlv {
+        let node: Value = serde_json::from_slice(&data)
+            .map_err(|e| CliError::Usage(format!("{name}: not JSON TTLV: {e}")))?;
+        let kind = match node["tag"].as_str() {
+            Some("PrivateKey") => Kind::PrivateKey,
+            Some("PublicKey") => Kind::PublicKey,
+            other => {
+                return Err(CliError::Usage(format!(
+                    "{name} holds a {}, not a PrivateKey or PublicKey",
+                    other.unwrap_or("(no tag)")
+                )));
+            }
+        };
+        (kind, node)
+    } else {
+        let (kind, format, der) = import_format(args.key_format, &data, &name)?;
+        let der = Zeroizing::new(der);
+        let object = json!({"tag": kind.kmip(), "value": [{"tag": "KeyBlock", "value": [
+            leaf("KeyFormatType", "Enumeration", json!(format)),
+            {"tag": "KeyValue", "value": [kmip::bytes("KeyMaterial", &der)]},
+        ]}]});
+        (kind, object)
+    };
+    let common = objects::ImportArgs {
+        key_format: super::KeyFormat::JsonTtlv,
+        tags: args.tags,
+        unwrap: false,
+        wrapping_key_id: args.wrapping_key_id,
+        replace_existing: args.replace_existing,
+        file: args.key_file,
+        key_id: args.key_id,
+    };
+    let uid =
+        objects::send_import(kms, kind, object, common.key_id.as_deref(), vec![], &common).await?;
+    Ok(objects::created(kind, &uid, "imported"))
+}
+
+fn signature_params(
+    algorithm: Option<SignatureAlgorithm>,
+    hash: Option<HashAlgorithm>,
+) -> Result<Vec<Value>, CliError> {
+    let mut params = Vec::new();
+    match algorithm {
+        None | Some(SignatureAlgorithm::Ecdsa | SignatureAlgorithm::Ed25519) => {}
+        Some(SignatureAlgorithm::RsassaPss) => {
+            let h = hash.unwrap_or(HashAlgorithm::Sha256).kmip();
+            params.push(leaf(
+                "DigitalSignatureAlgorithm",
+                "Enumeration",
+                json!("RSASSAPSS"),
+            ));
+            params.push(leaf(
+                "MaskGeneratorHashingAlgorithm",
+                "Enumeration",
+                json!(h),
+            ));
+        }
+        Some(SignatureAlgorithm::RsassaPkcs1V15) => {
+            let dsa = match hash.unwrap_or(HashAlgorithm::Sha256) {
+                HashAlgorithm::Sha256 => "SHA256WithRSAEncryption",
+                HashAlgorithm::Sha384 => "SHA384WithRSAEncryption",
+                HashAlgorithm::Sha512 => "SHA512WithRSAEncryption",
+                HashAlgorithm::Sha1 => {
+                    return Err(CliError::Usage("SHA-1 signatures are not made".into()));
+                }
+            };
+            params.push(leaf("DigitalSignatureAlgorithm", "Enumeration", json!(dsa)));
+        }
+    }
+    if let Some(h) = hash {
+        params.insert(0, leaf("HashingAlgorithm", "Enumeration", json!(h.kmip())));
+    }
+    Ok(if params.is_empty() {
+        vec![]
+    } else {
+        vec![json!({"tag": "CryptographicParameters", "value": params})]
+    })
+}
+
+async fn sign(kms: &Kms, args: SignArgs) -> Result<Outcome, CliError> {
+    let id = args.key.id()?;
+    let data = Zeroizing::new(read(&args.file)?);
+    let mut extra = signature_params(args.signature_algorithm, args.hashing_algorithm)?;
+    let field = if args.digested {
+        "DigestedData"
+    } else {
+        "Data"
+    };
+    extra.push(kmip::bytes(field, &data));
+    let response = kms.kmip(&kmip::by_id("Sign", &id, extra)).await?;
+    let signature = kmip::bytes_field(&response, "SignatureData")?;
+    let output = args
+        .output_file
+        .unwrap_or_else(|| with_suffix(&args.file, ".sig"));
+    write(&output, &signature, true)?;
+    Ok(Outcome::new(
+        format!("The signature is available at {}", output.display()),
+        json!({"output_file": output, "bytes": signature.len()}),
+    ))
+}
+
+async fn verify(kms: &Kms, args: VerifyArgs) -> Result<Outcome, CliError> {
+    let id = args.key.id()?;
+    let data = Zeroizing::new(read(&args.file)?);
+    let signature = read(&args.signature_file)?;
+    let mut extra = signature_params(args.signature_algorithm, args.hashing_algorithm)?;
+    let field = if args.digested {
+        "DigestedData"
+    } else {
+        "Data"
+    };
+    extra.push(kmip::bytes(field, &data));
+    extra.push(kmip::bytes("SignatureData", &signature));
+    let response = kms
+        .kmip(&kmip::by_id("SignatureVerify", &id, extra))
+        .await?;
+    let validity = kmip::text_field(&response, "ValidityIndicator")?;
+    if validity != "Valid" {
+        return Err(CliError::Usage(format!(
+            "Signature verification is {validity}: {} does not match {}",
+            args.signature_file.display(),
+            args.file.display()
+        )));
+    }
+    Ok(Outcome::new(
+        "Signature verification is Valid",
+        json!({"validity": validity}),
+    ))
+}
+
+async fn rsa_crypt(kms: &Kms, args: RsaCryptArgs, encrypt: bool) -> Result<Outcome, CliError> {
+    let id = args.key.id()?;
+    let hash = leaf(
+        "HashingAlgorithm",
+        "Enumeration",
+        json!(args.hashing_algorithm.kmip()),
+    );
+    let params = match args.encryption_algorithm {
+        RsaEncryption::CkmRsaPkcsOaep => {
+            vec![leaf("PaddingMethod", "Enumeration", json!("OAEP")), hash]
+        }
+        RsaEncryption::CkmRsaPkcs => vec![leaf("PaddingMethod", "Enumeration", json!("PKCS1v15"))],
+        RsaEncryption::CkmRsaAesKeyWrap => {
+            vec![leaf("PaddingMethod", "Enumeration", json!("None")), hash]
+        }
+    };
+    let mut params = params;
+    params.push(leaf("CryptographicAlgorithm", "Enumeration", json!("RSA")));
+    let data = Zeroizing::new(read(&args.file)?);
+    let (op, output) = if encrypt {
+        (
+            "Encrypt",
+            args.output_file
+                .unwrap_or_else(|| encrypted_name(&args.file)),
+        )
+    } else {
+        (
+            "Decrypt",
+            args.output_file
+                .unwrap_or_else(|| decrypted_name(&args.file)),
+        )
+    };
+    let request = kmip::by_id(
+        op,
+        &id,
+        vec![
+            json!({"tag": "CryptographicParameters", "value": params}),
+            kmip::bytes("Data", &data),
+        ],
+    );
+    let response = kms.kmip(&request).await?;
+    let out = Zeroizing::new(kmip::bytes_field(&response, "Data")?);
+    write(&output, &out, true)?;
+    let verb = if encrypt { "encrypted" } else { "decrypted" };
+    Ok(Outcome::new(
+        format!("The {verb} file is available at {}", output.display()),
+        json!({"output_file": output, "bytes": out.len()}),
+    ))
+}
