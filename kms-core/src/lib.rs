@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod admin;
 pub mod asymmetric;
+pub mod certificates;
 pub mod config;
 pub mod crypto;
 pub mod error;

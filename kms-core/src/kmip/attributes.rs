@@ -17,6 +17,8 @@ pub enum Purpose {
     New,
     /// An object that exists already (Import, Register): it may carry its links.
     Import,
+    /// A certificate to issue: links to its issuer, its subject, validity and extensions.
+    Certify,
     Filter,
 }
 
@@ -41,6 +43,12 @@ pub struct RequestAttributes<'a> {
     pub names: Vec<Name>,
     /// `Link` values of an imported object.
     pub links: Vec<crate::object::Link>,
+    /// `CertificateAttributes`: the subject of a certificate to issue.
+    pub subject: Option<crate::certificates::Subject>,
+    /// The reference's vendor attribute `requested_validity_days` (Certify).
+    pub validity_days: Option<i32>,
+    /// The reference's vendor attribute `x509_extension_file` (Certify).
+    pub extensions: Option<String>,
 }
 
 /// Attributes the server maintains itself. On a new object they may be present (an object
@@ -91,7 +99,7 @@ pub fn parse<'a>(
     out.key_format = f.enumeration("KeyFormatType")?;
     out.uid = f.text("UniqueIdentifier")?;
     for attribute in f.all("Attribute") {
-        vendor_attribute(attribute, &mut out, f.path())?;
+        vendor_attribute(attribute, &mut out, f.path(), purpose)?;
     }
     for name in f.all("Name") {
         out.names
@@ -102,7 +110,12 @@ pub fn parse<'a>(
             "Locate: at most one Name filter".into(),
         ));
     }
-    if purpose == Purpose::Import {
+    if purpose == Purpose::Certify {
+        if let Some(c) = f.structure("CertificateAttributes")? {
+            out.subject = Some(certificate_attributes(c)?);
+        }
+    }
+    if matches!(purpose, Purpose::Import | Purpose::Certify) {
         for link in f.all("Link") {
             let mut l = Fields::of(link, format!("{}.Link", f.path()))?;
             let link_type = l.enumeration("LinkType")?.unwrap_or_default().to_owned();
@@ -121,7 +134,7 @@ pub fn parse<'a>(
         }
     }
     match purpose {
-        Purpose::New | Purpose::Import => {
+        Purpose::New | Purpose::Import | Purpose::Certify => {
             out.usage_mask = f.int("CryptographicUsageMask")?;
             out.activation_date = f.date("ActivationDate")?;
             out.sensitive = f.boolean("Sensitive")?;
@@ -161,15 +174,64 @@ pub fn parse_name(mut n: Fields<'_>) -> Result<Name, KmsError> {
     })
 }
 
-/// One vendor `Attribute`: the reference's `cosmian` tags and wrapping key; others refused.
+/// `CertificateAttributes`: the subject fields given (empty ones are absent). The issuer's
+/// fields come from the issuer's certificate: a non-empty one is refused.
+fn certificate_attributes(mut c: Fields<'_>) -> Result<crate::certificates::Subject, KmsError> {
+    use crate::certificates::SubjectField;
+    let mut subject = Vec::new();
+    for (field, name, _) in SubjectField::ALL {
+        if let Some(value) = c.text(&format!("CertificateSubject{name}"))? {
+            if value.len() > 256 || value.chars().any(char::is_control) {
+                return Err(KmsError::InvalidRequest(format!(
+                    "CertificateSubject{name}: at most 256 bytes, no control characters"
+                )));
+            }
+            if !value.is_empty() {
+                subject.push((field, value.to_owned()));
+            }
+        }
+        if c.text(&format!("CertificateIssuer{name}"))?
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Err(unsupported(
+                c.path(),
+                format!(
+                    "CertificateIssuer{name} (the issuer's name is taken from its certificate)"
+                ),
+            ));
+        }
+    }
+    c.finish()?;
+    Ok(subject)
+}
+
+/// One vendor `Attribute`: the reference's `cosmian` tags, wrapping key and certification
+/// options; others refused.
 fn vendor_attribute<'a>(
     node: &'a Ttlv,
     out: &mut RequestAttributes<'a>,
     path: &str,
+    purpose: Purpose,
 ) -> Result<(), KmsError> {
     let mut f = Fields::of(node, format!("{path}.Attribute"))?;
     let vendor = f.text("VendorIdentification")?.unwrap_or_default();
     let name = f.text("AttributeName")?.unwrap_or_default();
+    let certify = purpose == Purpose::Certify;
+    if certify && (vendor, name) == ("cosmian", "requested_validity_days") {
+        out.validity_days = f.int("AttributeValue")?;
+        return f.finish();
+    }
+    if certify && (vendor, name) == ("cosmian", "x509_extension_file") {
+        let text = match f.node("AttributeValue")?.map(|n| &n.value) {
+            Some(crate::kmip::ttlv::Value::ByteString(b)) => String::from_utf8(b.clone()).ok(),
+            Some(crate::kmip::ttlv::Value::TextString(t)) => Some(t.clone()),
+            _ => None,
+        };
+        out.extensions = Some(text.ok_or_else(|| {
+            KmsError::InvalidRequest("x509_extension_file: UTF-8 text or bytes".into())
+        })?);
+        return f.finish();
+    }
     let value = f.text("AttributeValue")?;
     f.finish()?;
     match (vendor, name) {

@@ -159,6 +159,8 @@ impl Kms {
     async fn run(&self, user: &str, op: Operation, request: &Ttlv) -> Result<Done, KmsError> {
         match op {
             Operation::Create => ops::create::run(self, user, request).await,
+            Operation::Certify => ops::certify::run(self, user, request).await,
+            Operation::Validate => ops::validate::run(self, user, request).await,
             Operation::CreateKeyPair => ops::create_key_pair::run(self, user, request).await,
             Operation::Sign | Operation::SignatureVerify => {
                 ops::sign::run(self, user, op, request).await

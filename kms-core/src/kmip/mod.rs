@@ -5,6 +5,7 @@
 pub mod attributes;
 pub mod binary;
 pub mod build;
+pub mod certs;
 pub mod creation;
 pub mod fields;
 pub mod kms;
@@ -15,6 +16,8 @@ pub mod ops;
 pub mod pair;
 pub mod params;
 pub mod payload;
+#[cfg(test)]
+mod reference_asym;
 pub mod resolve;
 pub mod rotation;
 pub mod tags;

@@ -45,7 +45,7 @@ operations! {
     CreateKeyPair => "CreateKeyPair", Some("create"), true;
     Register => "Register", Some("create"), true;
     Import => "Import", Some("import"), true;
-    Certify => "Certify", Some("certify"), false;
+    Certify => "Certify", Some("certify"), true;
     Get => "Get", Some("get"), true;
     Export => "Export", Some("export"), true;
     GetAttributes => "GetAttributes", Some("getattributes"), true;
@@ -68,7 +68,7 @@ operations! {
     MacVerify => "MACVerify", Some("mac"), true;
     Hash => "Hash", Some("hash"), true;
     DeriveKey => "DeriveKey", Some("derivekey"), true;
-    Validate => "Validate", Some("validate"), false;
+    Validate => "Validate", Some("validate"), true;
     RngRetrieve => "RNGRetrieve", None, true;
     RngSeed => "RNGSeed", None, true;
     Query => "Query", None, true;

@@ -17,15 +17,26 @@ pub const MASK_VERIFY: i32 = 0x2;
 pub const DEFAULT_PRIVATE_MASK: i32 = MASK_SIGN | 0x8 | 0x20;
 pub const DEFAULT_PUBLIC_MASK: i32 = MASK_VERIFY | 0x4 | 0x10;
 
-/// The key kind of a stored private or public key.
+/// The key kind of a stored private or public key, or of a certificate's public key.
 pub fn kind(o: &ManagedObject) -> Option<KeyKind> {
     if !matches!(
         o.object_type,
-        ObjectType::PrivateKey | ObjectType::PublicKey
+        ObjectType::PrivateKey | ObjectType::PublicKey | ObjectType::Certificate
     ) {
         return None;
     }
     KeyKind::of(o.algorithm?.family()?, o.length_bits)
+}
+
+/// The algorithm name a key of `kind` is recorded under when the client named none (the
+/// reference's: `ECDH` for NIST-curve keys).
+pub fn default_algorithm(kind: KeyKind) -> crate::object::Algorithm {
+    use crate::object::Algorithm;
+    match kind.family() {
+        asymmetric::Family::Rsa => Algorithm::Rsa,
+        asymmetric::Family::Ec => Algorithm::Ecdh,
+        asymmetric::Family::Ed25519 => Algorithm::Ed25519,
+    }
 }
 
 /// [`kind`], for an operation that needs one.
@@ -92,11 +103,13 @@ impl Kms {
         self.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)
     }
 
-    /// The public key (SPKI) of `o`: its material for a public key, derived for a private key.
+    /// The public key (SPKI) of `o`: its material for a public key, derived for a private key,
+    /// read from a certificate.
     pub fn public_material(&self, o: &ManagedObject, kind: KeyKind) -> Result<Vec<u8>, KmsError> {
         let der = self.material(o)?;
         match o.object_type {
             ObjectType::PublicKey => Ok(der.to_vec()),
+            ObjectType::Certificate => Ok(crate::certificates::parse(&der)?.spki),
             _ => asymmetric::public_of(kind, &der),
         }
     }

@@ -54,6 +54,26 @@ pub fn parse<'a>(f: &mut Fields<'a>, object_type: ObjectType) -> Result<Payload<
             data_type: Some(o.enumeration("SecretDataType")?.unwrap_or("Password")),
             block: key_block(&mut o, object_type)?,
         },
+        ObjectType::Certificate => {
+            if let Some(t) = o.enumeration("CertificateType")?.filter(|t| *t != "X509") {
+                return Err(unsupported(o.path(), format!("CertificateType {t}")));
+            }
+            let value = o.bytes("CertificateValue")?.ok_or_else(|| {
+                KmsError::InvalidRequest(format!("{}: missing CertificateValue", o.path()))
+            })?;
+            Payload {
+                object_type,
+                data_type: None,
+                block: KeyBlock {
+                    material: Zeroizing::new(value.to_vec()),
+                    format: Some("X509"),
+                    wrapped: None,
+                    algorithm: None,
+                    length: None,
+                    attributes: RequestAttributes::default(),
+                },
+            }
+        }
         ObjectType::OpaqueObject => {
             let data_type = o.enumeration("OpaqueDataType")?.unwrap_or("Vendor");
             let value = o.bytes("OpaqueDataValue")?.ok_or_else(|| {
@@ -152,7 +172,10 @@ fn key_block<'a>(
 pub fn format_fits(object_type: ObjectType, format: &str) -> bool {
     match object_type {
         ObjectType::SymmetricKey => matches!(format, "Raw" | "TransparentSymmetricKey"),
-        ObjectType::PrivateKey => matches!(format, "PKCS8" | "PKCS1" | "ECPrivateKey"),
+        ObjectType::PrivateKey => {
+            matches!(format, "PKCS8" | "PKCS1" | "ECPrivateKey" | "PKCS12")
+        }
+        ObjectType::Certificate => format == "X509",
         ObjectType::PublicKey => {
             matches!(
                 format,
@@ -211,20 +234,28 @@ pub fn object_node(
     wrapping: Option<Ttlv>,
 ) -> Ttlv {
     let data_type = o.meta.data_type.as_deref().unwrap_or("Vendor");
+    let bytes_of = |value: Value, tag: &str| match value {
+        Value::Structure(children) => children
+            .into_iter()
+            .find(|c| c.tag == "KeyMaterial")
+            .map(|c| Ttlv::new(tag, c.value))
+            .unwrap_or_else(|| bytes(tag, &[])),
+        other => Ttlv::new(tag, other),
+    };
     match o.object_type {
+        ObjectType::Certificate if wrapping.is_none() => structure(
+            "Certificate",
+            vec![
+                enumeration("CertificateType", "X509"),
+                bytes_of(key_value.value, "CertificateValue"),
+            ],
+        ),
         ObjectType::OpaqueObject => structure(
             "OpaqueObject",
             vec![
                 enumeration("OpaqueDataType", data_type),
                 // An opaque object has no key block: its value is the bytes themselves.
-                match key_value.value {
-                    Value::Structure(children) => children
-                        .into_iter()
-                        .find(|c| c.tag == "KeyMaterial")
-                        .map(|c| Ttlv::new("OpaqueDataValue", c.value))
-                        .unwrap_or_else(|| bytes("OpaqueDataValue", &[])),
-                    other => Ttlv::new("OpaqueDataValue", other),
-                },
+                bytes_of(key_value.value, "OpaqueDataValue"),
             ],
         ),
         object_type => {

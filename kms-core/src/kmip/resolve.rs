@@ -34,11 +34,16 @@ impl Target {
 fn usable_by(op: Operation) -> &'static [ObjectType] {
     match op {
         Operation::Sign => &[ObjectType::PrivateKey],
-        Operation::SignatureVerify => &[ObjectType::PublicKey, ObjectType::PrivateKey],
+        Operation::SignatureVerify => &[
+            ObjectType::PublicKey,
+            ObjectType::PrivateKey,
+            ObjectType::Certificate,
+        ],
         Operation::Encrypt => &[
             ObjectType::SymmetricKey,
             ObjectType::PublicKey,
             ObjectType::PrivateKey,
+            ObjectType::Certificate,
         ],
         Operation::Decrypt => &[ObjectType::SymmetricKey, ObjectType::PrivateKey],
         _ => &[ObjectType::SymmetricKey],
@@ -150,7 +155,7 @@ impl Kms {
         let halves = |o: &ManagedObject| {
             matches!(
                 o.object_type,
-                ObjectType::PrivateKey | ObjectType::PublicKey
+                ObjectType::PrivateKey | ObjectType::PublicKey | ObjectType::Certificate
             )
         };
         if by_tags && allowed.len() > 1 && allowed.iter().all(halves) {

@@ -214,15 +214,13 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts the two halves of a key pair in one transaction: both or neither.
-    pub async fn insert_pair(
-        &self,
-        private: &ManagedObject,
-        public: &ManagedObject,
-    ) -> Result<(), StoreError> {
+    /// Inserts objects made together (a key pair, a certificate with its keys) in one
+    /// transaction: all or none.
+    pub async fn insert_all(&self, objects: &[&ManagedObject]) -> Result<(), StoreError> {
         let mut w = self.write().await?;
-        Self::create_in(&mut w.tx, private).await?;
-        Self::create_in(&mut w.tx, public).await?;
+        for o in objects {
+            Self::create_in(&mut w.tx, o).await?;
+        }
         w.tx.commit().await?;
         Ok(())
     }

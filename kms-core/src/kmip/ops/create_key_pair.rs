@@ -12,7 +12,7 @@ use crate::kmip::fields::{Fields, unsupported};
 use crate::kmip::kms::{Done, Kms};
 use crate::kmip::pair::{DEFAULT_PRIVATE_MASK, DEFAULT_PUBLIC_MASK};
 use crate::kmip::ttlv::Ttlv;
-use crate::object::{Algorithm, Link, ObjectType, WrappedBy, now};
+use crate::object::{Algorithm, Link, ManagedObject, ObjectType, WrappedBy, now};
 
 pub struct Request<'a> {
     pub common: RequestAttributes<'a>,
@@ -162,7 +162,27 @@ fn requested_kind(r: &Request<'_>) -> Result<(KeyKind, Algorithm), KmsError> {
 
 pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let r = Request::parse(node)?;
-    let (kind, algorithm) = requested_kind(&r)?;
+    let (private, public) = build(kms, user, &r).await?;
+    kms.store.insert_all(&[&private, &public]).await?;
+    Ok(Done::new(
+        structure(
+            "CreateKeyPairResponse",
+            vec![
+                text("PrivateKeyUniqueIdentifier", &private.uid),
+                text("PublicKeyUniqueIdentifier", &public.uid),
+            ],
+        ),
+        format!("{},{}", private.uid, public.uid),
+    ))
+}
+
+/// The two linked halves the request asks for, generated and wrapped, not yet stored.
+pub async fn build(
+    kms: &Kms,
+    user: &str,
+    r: &Request<'_>,
+) -> Result<(ManagedObject, ManagedObject), KmsError> {
+    let (kind, algorithm) = requested_kind(r)?;
     for (half, a) in [
         ("Common", &r.common),
         ("PrivateKey", &r.private),
@@ -262,19 +282,9 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     });
     public.meta.links.push(Link {
         link_type: "PrivateKeyLink".into(),
-        uid: private_uid.clone(),
+        uid: private_uid,
     });
-    kms.store.insert_pair(&private, &public).await?;
-    Ok(Done::new(
-        structure(
-            "CreateKeyPairResponse",
-            vec![
-                text("PrivateKeyUniqueIdentifier", &private_uid),
-                text("PublicKeyUniqueIdentifier", &public_uid),
-            ],
-        ),
-        format!("{private_uid},{public_uid}"),
-    ))
+    Ok((private, public))
 }
 
 #[cfg(test)]

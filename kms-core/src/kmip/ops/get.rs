@@ -82,6 +82,24 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
             "wrapping an OpaqueObject (it has no key block)",
         ));
     }
+    if o.object_type == ObjectType::Certificate {
+        if format == Some("PKCS12") {
+            // The reference's form: the password in the wrapping key's identifier.
+            let password = match &wrap {
+                Some(spec) if spec.encoding == Encoding::NoEncoding => spec.key_id,
+                _ => {
+                    return Err(KmsError::InvalidRequest(format!(
+                        "{}: a PKCS#12 export needs its password as KeyWrappingSpecification.EncryptionKeyInformation.UniqueIdentifier with NoEncoding",
+                        op.name()
+                    )));
+                }
+            };
+            return kms.pkcs12_export(user, op, &o, password).await;
+        }
+        if wrap.is_some() {
+            return Err(unsupported(op.name(), "wrapping a Certificate"));
+        }
+    }
     let key = kms.keys.unwrap(o.wrapping, &o.uid, &o.wrapped_key)?;
     let (format_name, key_material, key) = formatted(&o, format, key, op.name())?;
     // A key stored wrapped comes back wrapped by the same key, unless the caller asks for it
@@ -175,6 +193,12 @@ fn formatted(
             format!("KeyFormatType {format} for a {}", o.object_type.name()),
         )
     };
+    if o.object_type == ObjectType::Certificate {
+        return match asked {
+            None | Some("X509") => Ok(("X509", bytes("KeyMaterial", &clear), clear)),
+            Some(other) => Err(refuse(other)),
+        };
+    }
     let Some(kind) = pair::kind(o) else {
         return match asked {
             None | Some("Raw") => Ok(("Raw", bytes("KeyMaterial", &clear), clear)),

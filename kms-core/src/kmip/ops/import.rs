@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::asymmetric::{self, Family};
+use crate::asymmetric;
 use crate::error::KmsError;
 use crate::kmip::attributes::{self, Purpose, RequestAttributes};
 use crate::kmip::binary;
@@ -55,7 +55,11 @@ impl<'a> Request<'a> {
 
 pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let r = Request::parse(node)?;
-    let object = store_new(kms, user, &r, "Import").await?;
+    let object = if r.payload.block.format == Some("PKCS12") {
+        import_pkcs12(kms, user, &r).await?
+    } else {
+        store_new(kms, user, &r, "Import").await?
+    };
     Ok(Done::new(
         structure(
             "ImportResponse",
@@ -63,6 +67,53 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         ),
         object.uid,
     ))
+}
+
+/// A PKCS#12 archive given as a `PrivateKey` (the reference's form), its password in a
+/// `PKCS12PasswordLink`.
+async fn import_pkcs12(kms: &Kms, user: &str, r: &Request<'_>) -> Result<ManagedObject, KmsError> {
+    let a = &r.attributes;
+    if r.replace {
+        return Err(unsupported(
+            "Import",
+            "ReplaceExisting with a PKCS#12 archive",
+        ));
+    }
+    if r.payload.block.wrapped.is_some() || a.wrapping_key_id.is_some() {
+        return Err(unsupported("Import", "a wrapped PKCS#12 archive"));
+    }
+    let mut password = None;
+    for l in &a.links {
+        match l.link_type.as_str() {
+            "PKCS12PasswordLink" => password = Some(l.uid.as_str()),
+            other => {
+                return Err(unsupported(
+                    "Import",
+                    format!("Link {other} with a PKCS#12 archive"),
+                ));
+            }
+        }
+    }
+    let password = password.ok_or_else(|| {
+        KmsError::InvalidRequest(
+            "Import: a PKCS#12 archive needs its password (Link PKCS12PasswordLink)".into(),
+        )
+    })?;
+    if a.sensitive == Some(true) || a.usage_mask.is_some() || !a.names.is_empty() {
+        return Err(unsupported(
+            "Import",
+            "Sensitive, CryptographicUsageMask or Name with a PKCS#12 archive",
+        ));
+    }
+    kms.pkcs12_import(
+        user,
+        r.uid,
+        &r.payload.block.material,
+        password,
+        &a.tags.clone().unwrap_or_default(),
+        a.activation_date,
+    )
+    .await
 }
 
 /// Checks, unwraps and stores the object of an Import or Register request.
@@ -100,10 +151,16 @@ pub async fn store_new(
         None => (block.material.clone(), None),
     };
     if let Some(id) = outer.wrapping_key_id.or(inner.wrapping_key_id) {
-        if object_type == ObjectType::OpaqueObject {
+        if matches!(
+            object_type,
+            ObjectType::OpaqueObject | ObjectType::Certificate
+        ) {
             return Err(unsupported(
                 op,
-                "an OpaqueObject wrapped by a key (it has no key block)",
+                format!(
+                    "a {} wrapped by a key (it has no key block)",
+                    object_type.name()
+                ),
             ));
         }
         wrapped_by = Some(kms.check_may_wrap(user, id).await?);
@@ -127,6 +184,16 @@ pub async fn store_new(
             )));
         }
     }
+    if outer
+        .links
+        .iter()
+        .chain(&inner.links)
+        .any(|l| l.link_type == "PKCS12PasswordLink")
+    {
+        return Err(KmsError::InvalidRequest(format!(
+            "{op}: a PKCS12PasswordLink goes with a PKCS#12 archive (KeyFormatType PKCS12) only"
+        )));
+    }
     let named_algorithm = outer.algorithm.or(inner.algorithm).or(block.algorithm);
     // A private or public key is checked and stored normalized (PKCS#8, SPKI).
     let mut pair_kind = None;
@@ -142,17 +209,17 @@ pub async fn store_new(
             pair_kind = Some(kind);
             der
         }
+        ObjectType::Certificate => {
+            pair_kind = crate::certificates::parse(&material)?.kind;
+            material
+        }
         _ => material,
     };
     let algorithm = match object_type {
         ObjectType::PrivateKey | ObjectType::PublicKey => {
             let kind = pair_kind.ok_or_else(|| KmsError::Internal("no key kind".into()))?;
             let algorithm = match named_algorithm {
-                None => match kind.family() {
-                    Family::Rsa => Algorithm::Rsa,
-                    Family::Ec => Algorithm::Ecdh,
-                    Family::Ed25519 => Algorithm::Ed25519,
-                },
+                None => crate::kmip::pair::default_algorithm(kind),
                 Some(name) => Algorithm::parse(name)
                     .filter(|a| a.family() == Some(kind.family()))
                     .ok_or_else(|| {
@@ -163,6 +230,14 @@ pub async fn store_new(
                     })?,
             };
             Some(algorithm)
+        }
+        ObjectType::Certificate => {
+            if let Some(name) = named_algorithm {
+                return Err(KmsError::InvalidRequest(format!(
+                    "{op}: a Certificate's algorithm is its key's (got CryptographicAlgorithm {name})"
+                )));
+            }
+            pair_kind.map(crate::kmip::pair::default_algorithm)
         }
         ObjectType::SymmetricKey => {
             let algorithm = match named_algorithm {
@@ -247,8 +322,10 @@ pub async fn store_new(
         sensitive: outer.sensitive.or(inner.sensitive).unwrap_or(false),
     };
     let mut object = kms.new_key(new, &material)?;
-    if let Some(kind) = pair_kind {
-        object.length_bits = kind.bits();
+    match pair_kind {
+        Some(kind) => object.length_bits = kind.bits(),
+        None if object_type == ObjectType::Certificate => object.length_bits = 0,
+        None => {}
     }
     object.meta.wrapped_by = wrapped_by.map(|uid| WrappedBy { uid });
     object.meta.links = if outer.links.is_empty() {

@@ -3,6 +3,7 @@
 
 pub mod activate;
 pub mod add_attribute;
+pub mod certify;
 pub mod create;
 pub mod create_key_pair;
 pub mod decrypt;
@@ -26,3 +27,4 @@ pub mod revoke;
 pub mod rng;
 pub mod set_attribute;
 pub mod sign;
+pub mod validate;

@@ -11,7 +11,8 @@ use crate::kmip::ttlv::Ttlv;
 use crate::object::ObjectType;
 
 /// The object types Create, Import, Get and the rest accept.
-pub const STORED_TYPES: [ObjectType; 5] = [
+pub const STORED_TYPES: [ObjectType; 6] = [
+    ObjectType::Certificate,
     ObjectType::SymmetricKey,
     ObjectType::PrivateKey,
     ObjectType::PublicKey,
@@ -79,8 +80,9 @@ mod tests {
         assert!(answer.contains(r#""value":"SymmetricKey""#));
         assert!(answer.contains(r#""value":"Sign""#));
         assert!(answer.contains(r#""value":"PrivateKey""#));
-        assert!(!answer.contains(r#""value":"Certify""#));
-        assert!(!answer.contains(r#""value":"Certificate""#));
+        assert!(answer.contains(r#""value":"Certify""#));
+        assert!(answer.contains(r#""value":"Certificate""#));
+        assert!(!answer.contains(r#""value":"ReKeyKeyPair""#));
         let versions = json!({"tag": "DiscoverVersions", "value": [{"tag": "ProtocolVersion", "value": [
             leaf("ProtocolVersionMajor", "Integer", json!(1)),
             leaf("ProtocolVersionMinor", "Integer", json!(4)),

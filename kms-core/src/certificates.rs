@@ -1,0 +1,588 @@
+//! X.509 certificates as pure functions: issuing one (rcgen, signed by a key held here through
+//! [`Signer`]), reading one (x509-parser), a CSR's public key and subject, the openssl-style
+//! extension text the reference CLI sends, chain validation, and PKCS#12 both ways
+//! (p12-keystore). No ASN.1 is written here.
+
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, PublicKeyData,
+    SignatureAlgorithm, SigningKey, SubjectPublicKeyInfo,
+};
+use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use zeroize::Zeroizing;
+
+use crate::asymmetric::sign::{Input, Scheme, SigHash};
+use crate::asymmetric::{self, Curve, KeyKind};
+use crate::error::KmsError;
+
+fn invalid(what: impl std::fmt::Display) -> KmsError {
+    KmsError::InvalidRequest(what.to_string())
+}
+
+/// A private key held here, signing certificates with its kind's usual scheme (RSA PKCS#1
+/// v1.5 with SHA-256, ECDSA with the curve's hash, Ed25519).
+pub struct Signer {
+    kind: KeyKind,
+    pkcs8: Zeroizing<Vec<u8>>,
+    /// The subjectPublicKey bits of its SubjectPublicKeyInfo.
+    public_bits: Vec<u8>,
+}
+
+impl Signer {
+    pub fn new(kind: KeyKind, pkcs8: Zeroizing<Vec<u8>>) -> Result<Self, KmsError> {
+        let spki = asymmetric::public_of(kind, &pkcs8)?;
+        Ok(Self {
+            kind,
+            pkcs8,
+            public_bits: public_bits(&spki)?,
+        })
+    }
+
+    fn scheme(&self) -> Scheme {
+        match self.kind {
+            KeyKind::Rsa { .. } => Scheme::RsaPkcs1(SigHash::Sha256),
+            KeyKind::Ec(curve) => Scheme::Ecdsa(curve),
+            KeyKind::Ed25519 => Scheme::Ed25519,
+        }
+    }
+}
+
+fn rcgen_algorithm(kind: KeyKind) -> &'static SignatureAlgorithm {
+    match kind {
+        KeyKind::Rsa { .. } => &rcgen::PKCS_RSA_SHA256,
+        KeyKind::Ec(Curve::P256) => &rcgen::PKCS_ECDSA_P256_SHA256,
+        KeyKind::Ec(Curve::P384) => &rcgen::PKCS_ECDSA_P384_SHA384,
+        KeyKind::Ec(Curve::P521) => &rcgen::PKCS_ECDSA_P521_SHA512,
+        KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
+    }
+}
+
+impl PublicKeyData for Signer {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public_bits
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        rcgen_algorithm(self.kind)
+    }
+}
+
+impl SigningKey for Signer {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        asymmetric::sign::sign(self.scheme(), &self.pkcs8, Input::Data(msg))
+            .map_err(|_| rcgen::Error::RingUnspecified)
+    }
+}
+
+/// The subjectPublicKey bits of an SPKI.
+fn public_bits(spki: &[u8]) -> Result<Vec<u8>, KmsError> {
+    use pkcs8::der::Decode;
+    let info = pkcs8::SubjectPublicKeyInfoRef::from_der(spki)
+        .map_err(|_| invalid("not a SubjectPublicKeyInfo"))?;
+    Ok(info.subject_public_key.raw_bytes().to_vec())
+}
+
+/// A subject name: (attribute, value) pairs in order.
+pub type Subject = Vec<(SubjectField, String)>;
+
+/// The subject attributes KMIP's `CertificateAttributes` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectField {
+    Cn,
+    O,
+    Ou,
+    Email,
+    C,
+    St,
+    L,
+    Uid,
+    SerialNumber,
+    Title,
+    Dc,
+    DnQualifier,
+}
+
+impl SubjectField {
+    pub const ALL: [(Self, &'static str, &'static str); 12] = [
+        (Self::Cn, "Cn", "CN"),
+        (Self::O, "O", "O"),
+        (Self::Ou, "Ou", "OU"),
+        (Self::Email, "Email", "emailAddress"),
+        (Self::C, "C", "C"),
+        (Self::St, "St", "ST"),
+        (Self::L, "L", "L"),
+        (Self::Uid, "Uid", "UID"),
+        (Self::SerialNumber, "SerialNumber", "serialNumber"),
+        (Self::Title, "Title", "title"),
+        (Self::Dc, "Dc", "DC"),
+        (Self::DnQualifier, "DnQualifier", "dnQualifier"),
+    ];
+
+    fn dn_type(self) -> DnType {
+        match self {
+            Self::Cn => DnType::CommonName,
+            Self::O => DnType::OrganizationName,
+            Self::Ou => DnType::OrganizationalUnitName,
+            Self::C => DnType::CountryName,
+            Self::St => DnType::StateOrProvinceName,
+            Self::L => DnType::LocalityName,
+            Self::Email => DnType::CustomDnType(vec![1, 2, 840, 113_549, 1, 9, 1]),
+            Self::Uid => DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 1]),
+            Self::SerialNumber => DnType::CustomDnType(vec![2, 5, 4, 5]),
+            Self::Title => DnType::CustomDnType(vec![2, 5, 4, 12]),
+            Self::Dc => DnType::CustomDnType(vec![0, 9, 2342, 19_200_300, 100, 1, 25]),
+            Self::DnQualifier => DnType::CustomDnType(vec![2, 5, 4, 46]),
+        }
+    }
+}
+
+/// What a certificate says beyond its subject and key.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub days: u32,
+    /// `basicConstraints`: None = absent; Some(None) = CA without path length.
+    pub ca: Option<Option<u8>>,
+    pub key_usage: Vec<KeyUsagePurpose>,
+    pub extended_key_usage: Vec<ExtendedKeyUsagePurpose>,
+    pub san: Vec<rcgen::SanType>,
+}
+
+/// The most days a certificate is issued for (about 30 years).
+pub const MAX_DAYS: u32 = 11_000;
+
+/// Reads the openssl-style extension section the reference CLI sends
+/// (`x509_extension_file`): `basicConstraints`, `keyUsage`, `extendedKeyUsage`,
+/// `subjectAltName`. A section header line is allowed; anything else is refused by name.
+pub fn parse_extensions(text: &str, profile: &mut Profile) -> Result<(), KmsError> {
+    for raw in text.lines() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() || (line.starts_with('[') && line.ends_with(']')) {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("extensions: {line:?} is not key = value")))?;
+        let values: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && *v != "critical")
+            .collect();
+        match key.trim() {
+            "basicConstraints" => {
+                let mut ca = None;
+                let mut path = None;
+                for v in values {
+                    match v {
+                        "CA:TRUE" | "CA:true" => ca = Some(true),
+                        "CA:FALSE" | "CA:false" => ca = Some(false),
+                        other => match other.strip_prefix("pathlen:") {
+                            Some(n) => {
+                                path =
+                                    Some(n.trim().parse::<u8>().map_err(|_| {
+                                        invalid(format!("extensions: pathlen {n:?}"))
+                                    })?);
+                            }
+                            None => return Err(invalid(format!("basicConstraints {other:?}"))),
+                        },
+                    }
+                }
+                profile.ca = match ca {
+                    Some(true) => Some(path),
+                    _ => None,
+                };
+            }
+            "keyUsage" => {
+                for v in values {
+                    profile.key_usage.push(match v {
+                        "digitalSignature" => KeyUsagePurpose::DigitalSignature,
+                        "nonRepudiation" | "contentCommitment" => {
+                            KeyUsagePurpose::ContentCommitment
+                        }
+                        "keyEncipherment" => KeyUsagePurpose::KeyEncipherment,
+                        "dataEncipherment" => KeyUsagePurpose::DataEncipherment,
+                        "keyAgreement" => KeyUsagePurpose::KeyAgreement,
+                        "keyCertSign" => KeyUsagePurpose::KeyCertSign,
+                        "cRLSign" => KeyUsagePurpose::CrlSign,
+                        "encipherOnly" => KeyUsagePurpose::EncipherOnly,
+                        "decipherOnly" => KeyUsagePurpose::DecipherOnly,
+                        other => return Err(invalid(format!("keyUsage {other:?}"))),
+                    });
+                }
+            }
+            "extendedKeyUsage" => {
+                for v in values {
+                    profile.extended_key_usage.push(match v {
+                        "serverAuth" => ExtendedKeyUsagePurpose::ServerAuth,
+                        "clientAuth" => ExtendedKeyUsagePurpose::ClientAuth,
+                        "codeSigning" => ExtendedKeyUsagePurpose::CodeSigning,
+                        "emailProtection" => ExtendedKeyUsagePurpose::EmailProtection,
+                        "timeStamping" => ExtendedKeyUsagePurpose::TimeStamping,
+                        "OCSPSigning" => ExtendedKeyUsagePurpose::OcspSigning,
+                        other => return Err(invalid(format!("extendedKeyUsage {other:?}"))),
+                    });
+                }
+            }
+            "subjectAltName" => {
+                for v in values {
+                    let (kind, name) = v
+                        .split_once(':')
+                        .ok_or_else(|| invalid(format!("subjectAltName {v:?}")))?;
+                    let name = name.trim();
+                    let ia5 = |s: &str| {
+                        rcgen::string::Ia5String::try_from(s.to_owned())
+                            .map_err(|_| invalid(format!("subjectAltName {s:?} is not ASCII")))
+                    };
+                    profile.san.push(match kind.trim() {
+                        "DNS" => rcgen::SanType::DnsName(ia5(name)?),
+                        "email" => rcgen::SanType::Rfc822Name(ia5(name)?),
+                        "URI" => rcgen::SanType::URI(ia5(name)?),
+                        "IP" => rcgen::SanType::IpAddress(
+                            name.parse()
+                                .map_err(|_| invalid(format!("subjectAltName IP {name:?}")))?,
+                        ),
+                        other => return Err(invalid(format!("subjectAltName type {other:?}"))),
+                    });
+                }
+            }
+            other => {
+                return Err(KmsError::NotSupported(format!(
+                    "the certificate extension {other:?} (basicConstraints, keyUsage, extendedKeyUsage and subjectAltName are)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Who signs a new certificate: the subject's own key, or a CA (its certificate and key).
+pub enum IssuedBy<'a> {
+    Itself(&'a Signer),
+    Ca {
+        certificate: &'a [u8],
+        key: &'a Signer,
+    },
+}
+
+fn distinguished_name(subject: &Subject) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (field, value) in subject {
+        dn.push(field.dn_type(), value.as_str());
+    }
+    dn
+}
+
+fn params(
+    subject: Option<&Subject>,
+    base: CertificateParams,
+    profile: &Profile,
+) -> CertificateParams {
+    let mut p = base;
+    if let Some(subject) = subject {
+        p.distinguished_name = distinguished_name(subject);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    // A minute of slack for clocks slightly behind ours.
+    p.not_before = now - Duration::from_secs(60);
+    p.not_after = now + Duration::from_secs(u64::from(profile.days) * 86_400);
+    let mut serial = [0u8; 16];
+    if let Ok(random) = crate::crypto::random(16) {
+        serial.copy_from_slice(&random);
+    }
+    serial[0] &= 0x7f;
+    p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    p.is_ca = match profile.ca {
+        Some(path) => IsCa::Ca(path.map_or(
+            BasicConstraints::Unconstrained,
+            BasicConstraints::Constrained,
+        )),
+        None => IsCa::NoCa,
+    };
+    if !profile.key_usage.is_empty() {
+        p.key_usages = profile.key_usage.clone();
+    }
+    if !profile.extended_key_usage.is_empty() {
+        p.extended_key_usages = profile.extended_key_usage.clone();
+    }
+    p.subject_alt_names.extend(profile.san.iter().cloned());
+    p.use_authority_key_identifier_extension = true;
+    p
+}
+
+fn rcgen_failed(e: rcgen::Error) -> KmsError {
+    KmsError::Crypto(format!("issuing the certificate failed: {e}"))
+}
+
+/// Issues a certificate (DER) for the public key `spki` with `subject`, signed as `by` says.
+/// `csr_params` carries what a CSR asked for (its subject and SANs).
+pub fn issue(
+    spki: &[u8],
+    subject: Option<&Subject>,
+    csr_params: Option<CertificateParams>,
+    profile: &Profile,
+    by: IssuedBy<'_>,
+) -> Result<Vec<u8>, KmsError> {
+    let p = params(subject, csr_params.unwrap_or_default(), profile);
+    let cert = match by {
+        IssuedBy::Itself(key) => p.self_signed(key).map_err(rcgen_failed)?,
+        IssuedBy::Ca { certificate, key } => {
+            let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(certificate), key)
+                .map_err(rcgen_failed)?;
+            let public = SubjectPublicKeyInfo::from_der(spki)
+                .map_err(|e| invalid(format!("the subject's public key: {e}")))?;
+            p.signed_by(&public, &issuer).map_err(rcgen_failed)?
+        }
+    };
+    Ok(cert.der().to_vec())
+}
+
+/// A CSR (PEM or DER): its signature checked, its public key (SPKI) and what it asks for.
+pub fn read_csr(data: &[u8], pem: bool) -> Result<(Vec<u8>, CertificateParams), KmsError> {
+    let der = if pem {
+        let text = std::str::from_utf8(data).map_err(|_| invalid("the CSR is not PEM text"))?;
+        let block = ::pem::parse(text).map_err(|e| invalid(format!("the CSR is not PEM: {e}")))?;
+        block.into_contents()
+    } else {
+        data.to_vec()
+    };
+    let parsed = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(
+        der.as_slice(),
+    ))
+    .map_err(|e| invalid(format!("the CSR: {e}")))?;
+    let (_, request) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
+        .map_err(|_| invalid("the CSR does not parse"))?;
+    let spki = request.certification_request_info.subject_pki.raw.to_vec();
+    Ok((spki, parsed.params))
+}
+
+/// What this server records about a certificate.
+pub struct Parsed {
+    pub spki: Vec<u8>,
+    pub kind: Option<KeyKind>,
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub self_signed: bool,
+    pub ca: bool,
+}
+
+pub fn parse(der: &[u8]) -> Result<Parsed, KmsError> {
+    let (rest, cert) = X509Certificate::from_der(der)
+        .map_err(|e| invalid(format!("not an X.509 certificate (DER): {e}")))?;
+    if !rest.is_empty() {
+        return Err(invalid("trailing bytes after the certificate"));
+    }
+    let spki = cert.tbs_certificate.subject_pki.raw.to_vec();
+    Ok(Parsed {
+        kind: asymmetric::public_kind(&spki).ok(),
+        spki,
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        self_signed: cert.subject() == cert.issuer() && cert.verify_signature(None).is_ok(),
+        ca: cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.value.ca),
+    })
+}
+
+/// Why a chain is not valid, or `None` when it is: `chain[0]` the leaf, each next one its
+/// issuer, the last self-signed; all valid at `at` (Unix seconds); issuers are CAs.
+pub fn chain_problem(chain: &[&[u8]], at: i64) -> Result<Option<String>, KmsError> {
+    let mut parsed = Vec::new();
+    for der in chain {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| invalid(format!("not an X.509 certificate: {e}")))?;
+        parsed.push(cert);
+    }
+    let Some(last) = parsed.last() else {
+        return Ok(Some("no certificate".into()));
+    };
+    for cert in &parsed {
+        let v = cert.validity();
+        if at < v.not_before.timestamp() || at > v.not_after.timestamp() {
+            return Ok(Some(format!(
+                "{} is not valid at that time",
+                cert.subject()
+            )));
+        }
+    }
+    for pair in parsed.windows(2) {
+        let (child, parent) = (&pair[0], &pair[1]);
+        if child.issuer() != parent.subject() {
+            return Ok(Some(format!(
+                "{} was not issued by {}",
+                child.subject(),
+                parent.subject()
+            )));
+        }
+        if child.verify_signature(Some(parent.public_key())).is_err() {
+            return Ok(Some(format!(
+                "the signature on {} does not verify",
+                child.subject()
+            )));
+        }
+        let ca = parent
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.value.ca);
+        if !ca {
+            return Ok(Some(format!("{} is not a CA", parent.subject())));
+        }
+    }
+    if last.subject() != last.issuer() || last.verify_signature(None).is_err() {
+        return Ok(Some(format!(
+            "the chain ends at {}, which is not a self-signed root",
+            last.subject()
+        )));
+    }
+    Ok(None)
+}
+
+/// The certificates in chain order, from `pool[0]` (the leaf) up through the issuers found in
+/// the pool (by name) until a self-signed one; a certificate whose issuer is not in the pool
+/// ends the chain there.
+pub fn order_chain(pool: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, KmsError> {
+    let mut parsed = Vec::new();
+    for der in pool {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| invalid(format!("not an X.509 certificate: {e}")))?;
+        parsed.push((cert.subject().to_string(), cert.issuer().to_string()));
+    }
+    let mut chain = Vec::new();
+    let mut at = 0;
+    while chain.len() < pool.len() {
+        chain.push(pool[at].clone());
+        let (subject, issuer) = &parsed[at];
+        if subject == issuer {
+            break;
+        }
+        match (0..pool.len()).find(|&i| parsed[i].0 == *issuer && !chain.contains(&pool[i])) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    Ok(chain)
+}
+
+/// A PKCS#12 archive of a private key (PKCS#8) and its certificate chain (leaf first).
+pub fn pkcs12(pkcs8: &[u8], chain: &[Vec<u8>], password: &str) -> Result<Vec<u8>, KmsError> {
+    let fail = |e: p12_keystore::error::Error| KmsError::Crypto(format!("PKCS#12: {e}"));
+    let key = p12_keystore::PrivateKey::from_der(pkcs8).map_err(fail)?;
+    let mut certs = Vec::new();
+    for der in chain {
+        certs.push(p12_keystore::Certificate::from_der(der).map_err(fail)?);
+    }
+    let local_id = crate::crypto::sha256(chain.first().map_or(&[][..], Vec::as_slice));
+    let entry = p12_keystore::PrivateKeyChain::new(local_id.to_vec(), key, certs);
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry("key", p12_keystore::KeyStoreEntry::PrivateKeyChain(entry));
+    store.writer(password).write().map_err(fail)
+}
+
+/// What a PKCS#12 archive holds: a private key (PKCS#8) and certificates (leaf first).
+pub struct Archive {
+    pub key: Zeroizing<Vec<u8>>,
+    pub certificates: Vec<Vec<u8>>,
+}
+
+/// The private key and certificates of a PKCS#12 archive.
+pub fn read_pkcs12(data: &[u8], password: &str) -> Result<Archive, KmsError> {
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        data,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Relaxed,
+    )
+    .map_err(|e| invalid(format!("PKCS#12 (wrong password?): {e}")))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| invalid("the PKCS#12 archive holds no private key"))?;
+    let certs = chain.certs().iter().map(|c| c.as_der().to_vec()).collect();
+    Ok(Archive {
+        key: Zeroizing::new(chain.key().as_der().to_vec()),
+        certificates: certs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(kind: KeyKind) -> (Signer, Vec<u8>) {
+        let pair = asymmetric::generate(kind).unwrap_or_else(|e| panic!("{e}"));
+        let spki = pair.public.clone();
+        (
+            Signer::new(kind, pair.private).unwrap_or_else(|e| panic!("{e}")),
+            spki,
+        )
+    }
+
+    #[test]
+    fn a_ca_issues_a_leaf_that_validates() {
+        let (root_key, root_spki) = signer(KeyKind::Ec(Curve::P256));
+        let root_profile = Profile {
+            days: 30,
+            ca: Some(None),
+            key_usage: vec![KeyUsagePurpose::KeyCertSign],
+            ..Profile::default()
+        };
+        let subject = vec![(SubjectField::Cn, "root".to_owned())];
+        let root = issue(
+            &root_spki,
+            Some(&subject),
+            None,
+            &root_profile,
+            IssuedBy::Itself(&root_key),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (_, leaf_spki) = signer(KeyKind::Rsa { bits: 2048 });
+        let mut leaf_profile = Profile {
+            days: 10,
+            ..Profile::default()
+        };
+        parse_extensions(
+            "[ext]\nsubjectAltName = DNS:kms.example, IP:10.0.0.1\nextendedKeyUsage = serverAuth",
+            &mut leaf_profile,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let leaf_subject = vec![
+            (SubjectField::Cn, "leaf".to_owned()),
+            (SubjectField::O, "Org".to_owned()),
+        ];
+        let leaf = issue(
+            &leaf_spki,
+            Some(&leaf_subject),
+            None,
+            &leaf_profile,
+            IssuedBy::Ca {
+                certificate: &root,
+                key: &root_key,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let now = crate::object::now();
+        assert_eq!(chain_problem(&[&leaf, &root], now).ok(), Some(None));
+        assert!(chain_problem(&[&leaf, &root], now + 20 * 86_400).is_ok_and(|p| p.is_some()));
+        assert!(chain_problem(&[&leaf], now).is_ok_and(|p| p.is_some()));
+        let parsed = parse(&leaf).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.spki, leaf_spki);
+        assert!(parsed.subject.contains("CN=leaf") && !parsed.self_signed);
+        let p12 = pkcs12(&root_key.pkcs8, std::slice::from_ref(&root), "pw")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let archive = read_pkcs12(&p12, "pw").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(archive.certificates, vec![root]);
+        assert_eq!(
+            asymmetric::private_kind(&archive.key).ok(),
+            Some(KeyKind::Ec(Curve::P256))
+        );
+        assert!(read_pkcs12(&p12, "wrong").is_err());
+        assert!(parse_extensions("nameConstraints = x", &mut Profile::default()).is_err());
+    }
+}
