@@ -1,7 +1,8 @@
 //! Asymmetric keys end to end through the stack with the real `ckms`: RSA and EC key pairs
 //! created, exported and imported, signatures and RSA encryption — every result checked by
 //! openssl (it verifies our signatures and decrypts our ciphertexts; we verify and decrypt
-//! what it made), plus grants on key pairs and the pair's lifecycle.
+//! what it made; `openssl verify` accepts the certificates it issues), plus grants on key
+//! pairs and the pair's lifecycle.
 
 use anyhow::{Result, ensure};
 use kms_tests::ckms::{Ckms, pinned_front};
@@ -581,8 +582,268 @@ async fn rsa_and_ec_keys_checked_with_openssl() -> Result<()> {
     rsa(&ckms)?;
     ec(&ckms)?;
     grants(&stack, &ckms)?;
+    certificates(&ckms)?;
     // Query lists what now exists.
     let query: Value = ckms.json(&["server", "query"])?;
     ensure!(query.to_string().contains("SignatureVerify"), "{query}");
+    Ok(())
+}
+
+/// Certificates issued by the KMS pass `openssl verify` and show what was asked for; openssl's
+/// own certificates and PKCS#12 archives import and work.
+fn certificates(ckms: &Ckms) -> Result<()> {
+    let root = ckms.json(&[
+        "certificates",
+        "certify",
+        "-g",
+        "-a",
+        "nist-p256",
+        "-s",
+        "CN=Test Root CA,O=KMS Tests,C=FR",
+        "-d",
+        "3650",
+        "-t",
+        "test-root",
+    ])?;
+    let root = root["unique_identifier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let root_pem = path(ckms, "root.pem");
+    ckms.json(&[
+        "certificates",
+        "export",
+        "-c",
+        &root,
+        "-f",
+        "pem",
+        &root_pem,
+    ])?;
+    let text = String::from_utf8(openssl(&["x509", "-in", &root_pem, "-noout", "-text"])?)?;
+    ensure!(
+        text.contains("CN = Test Root CA") && text.contains("CA:TRUE"),
+        "{text}"
+    );
+    // A CSR made by openssl, issued by the root with SANs and an extended key usage.
+    let leaf_key = path(ckms, "leaf.key");
+    let csr = path(ckms, "leaf.csr");
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &leaf_key,
+        "-subj",
+        "/CN=leaf.example/O=KMS Tests",
+        "-out",
+        &csr,
+    ])?;
+    let ext = write(
+        ckms,
+        "leaf.ext",
+        b"[ v3 ]\nsubjectAltName = DNS:leaf.example, IP:127.0.0.1\nextendedKeyUsage = serverAuth, clientAuth\nkeyUsage = digitalSignature, keyEncipherment\n",
+    )?;
+    let leaf = ckms.json(&[
+        "certificates",
+        "certify",
+        "-r",
+        &csr,
+        "-i",
+        &root,
+        "-d",
+        "30",
+        "-e",
+        &ext,
+    ])?;
+    let leaf = leaf["unique_identifier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let leaf_pem = path(ckms, "leaf.pem");
+    ckms.json(&[
+        "certificates",
+        "export",
+        "-c",
+        &leaf,
+        "-f",
+        "pem",
+        &leaf_pem,
+    ])?;
+    let verified = String::from_utf8(openssl(&["verify", "-CAfile", &root_pem, &leaf_pem])?)?;
+    ensure!(verified.contains(": OK"), "{verified}");
+    let text = String::from_utf8(openssl(&["x509", "-in", &leaf_pem, "-noout", "-text"])?)?;
+    for wanted in [
+        "CN = leaf.example",
+        "DNS:leaf.example",
+        "IP Address:127.0.0.1",
+        "TLS Web Server Authentication",
+        "TLS Web Client Authentication",
+        "Digital Signature, Key Encipherment",
+        "Issuer: CN = Test Root CA",
+    ] {
+        ensure!(text.contains(wanted), "{wanted} missing from\n{text}");
+    }
+    let end = openssl(&[
+        "x509",
+        "-in",
+        &leaf_pem,
+        "-noout",
+        "-checkend",
+        &(29 * 86_400).to_string(),
+    ]);
+    ensure!(end.is_ok(), "the leaf expires within 29 days");
+    let end = openssl(&[
+        "x509",
+        "-in",
+        &leaf_pem,
+        "-noout",
+        "-checkend",
+        &(31 * 86_400).to_string(),
+    ]);
+    ensure!(end.is_err(), "the leaf is valid beyond 30 days");
+    // The leaf's key (openssl's) matches the certificate: openssl-made PKCS#12 imports.
+    let p12 = path(ckms, "leaf.p12");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        &leaf_key,
+        "-in",
+        &leaf_pem,
+        "-certfile",
+        &root_pem,
+        "-passout",
+        "pass:p12-secret",
+        "-out",
+        &p12,
+    ])?;
+    let imported = ckms.json(&[
+        "certificates",
+        "import",
+        "-f",
+        "pkcs12",
+        "-p",
+        "p12-secret",
+        &p12,
+        "leaf-from-p12",
+    ])?;
+    ensure!(
+        imported["unique_identifier"] == "leaf-from-p12",
+        "{imported}"
+    );
+    let data = write(ckms, "cert.txt", b"signed under a certificate\n")?;
+    let sig = path(ckms, "cert.sig");
+    ckms.json(&["rsa", "sign", "-k", "leaf-from-p12", &data, "-o", &sig])?;
+    let leaf_pub = write(
+        ckms,
+        "leaf.pub.pem",
+        &openssl(&["x509", "-in", &leaf_pem, "-noout", "-pubkey"])?,
+    )?;
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-verify",
+        &leaf_pub,
+        "-signature",
+        &sig,
+        &data,
+    ])?;
+    ckms.json(&["certificates", "validate", "-v", "leaf-from-p12_cert"])?;
+    let wrong = ckms.fails(&["certificates", "import", "-f", "pkcs12", "-p", "nope", &p12])?;
+    ensure!(wrong.contains("password"), "{wrong}");
+    // A certificate for a key pair of the KMS; the KMS's PKCS#12 opens in openssl.
+    let (sk, pk) = create_pair(ckms, &["rsa", "keys", "create", "-s", "2048"])?;
+    let for_key = ckms.json(&[
+        "certificates",
+        "certify",
+        "-p",
+        &pk,
+        "-s",
+        "CN=kms-key",
+        "-i",
+        &root,
+    ])?;
+    let for_key = for_key["unique_identifier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let exported = path(ckms, "kms-key.p12");
+    ckms.json(&[
+        "certificates",
+        "export",
+        "-c",
+        &for_key,
+        "-f",
+        "pkcs12",
+        "-p",
+        "pw",
+        &exported,
+    ])?;
+    let opened = String::from_utf8(openssl(&[
+        "pkcs12", "-in", &exported, "-passin", "pass:pw", "-nodes",
+    ])?)?;
+    ensure!(
+        opened.contains("PRIVATE KEY") && opened.matches("BEGIN CERTIFICATE").count() == 2,
+        "{opened}"
+    );
+    // Encrypting to the certificate: the key pair's private key decrypts.
+    let sealed = path(ckms, "to-cert.enc");
+    ckms.json(&["rsa", "encrypt", "-k", &for_key, &data, "-o", &sealed])?;
+    let back = path(ckms, "to-cert.plain");
+    ckms.json(&["rsa", "decrypt", "-k", &sk, &sealed, "-o", &back])?;
+    ensure!(std::fs::read(&back)? == std::fs::read(&data)?);
+    // Validation: now, in the future (expired), a foreign chain, and after the root is revoked.
+    ckms.json(&["certificates", "validate", "-v", &leaf])?;
+    let late = ckms.fails(&[
+        "certificates",
+        "validate",
+        "-v",
+        &leaf,
+        "-d",
+        "2100-01-01T00:00:00Z",
+    ])?;
+    ensure!(late.contains("Invalid"), "{late}");
+    let other_key = path(ckms, "other.key");
+    let other = path(ckms, "other.pem");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &other_key,
+        "-subj",
+        "/CN=Test Root CA/O=KMS Tests/C=FR",
+        "-days",
+        "1",
+        "-out",
+        &other,
+    ])?;
+    let forged = ckms.fails(&["certificates", "validate", "-c", &leaf_pem, "-c", &other])?;
+    ensure!(forged.contains("Invalid"), "{forged}");
+    ckms.json(&["certificates", "validate", "-c", &leaf_pem, "-c", &root_pem])?;
+    // PEM chain import: leaf and root become two linked certificates that validate.
+    let chain = write(
+        ckms,
+        "chain.pem",
+        &[std::fs::read(&leaf_pem)?, std::fs::read(&root_pem)?].concat(),
+    )?;
+    let chain_leaf = ckms.json(&["certificates", "import", "-f", "pem", &chain])?;
+    let chain_leaf = chain_leaf["unique_identifier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ckms.json(&["certificates", "validate", "-v", &chain_leaf])?;
+    ckms.json(&["certificates", "revoke", "-k", &root, "compromised"])?;
+    let revoked = ckms.fails(&["certificates", "validate", "-v", &leaf])?;
+    ensure!(revoked.contains("Invalid"), "{revoked}");
+    ckms.json(&["certificates", "destroy", "-k", &root])?;
     Ok(())
 }

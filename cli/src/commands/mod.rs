@@ -4,6 +4,7 @@
 pub mod access;
 pub mod asym;
 pub mod attributes;
+pub mod certificates;
 pub mod crypt;
 pub mod envelope;
 pub mod lifecycle;
@@ -57,6 +58,11 @@ pub enum Command {
     Ec {
         #[command(subcommand)]
         command: asym::EcCommand,
+    },
+    /// X.509 certificates: certify, export, import, validate, revoke, destroy
+    Certificates {
+        #[command(subcommand)]
+        command: certificates::CertificatesCommand,
     },
     /// Secret data: passwords and seeds
     SecretData {
@@ -161,6 +167,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Sym { command } => sym::run(&kms, command).await,
         Command::AccessRights { command } => access::run(&kms, command).await,
         Command::Rsa { command } => asym::rsa(&kms, command).await,
+        Command::Certificates { command } => certificates::run(&kms, command).await,
         Command::Ec { command } => asym::ec(&kms, command).await,
         Command::SecretData { command } => secret::secret_data(&kms, command).await,
         Command::OpaqueObject { command } => secret::opaque_object(&kms, command).await,

@@ -25,6 +25,7 @@ pub enum Kind {
     OpaqueObject,
     PrivateKey,
     PublicKey,
+    Certificate,
 }
 
 impl Kind {
@@ -36,6 +37,7 @@ impl Kind {
             Self::OpaqueObject => "OpaqueObject",
             Self::PrivateKey => "PrivateKey",
             Self::PublicKey => "PublicKey",
+            Self::Certificate => "Certificate",
         }
     }
 
@@ -46,6 +48,7 @@ impl Kind {
             Self::OpaqueObject => "opaque object",
             Self::PrivateKey => "private key",
             Self::PublicKey => "public key",
+            Self::Certificate => "certificate",
         }
     }
 }
@@ -257,6 +260,10 @@ pub fn clear_object(kind: Kind, bytes: &[u8]) -> Value {
             kmip::bytes("OpaqueDataValue", bytes),
         ]}),
         // DER: PKCS#8 for a private key, SubjectPublicKeyInfo for a public key.
+        Kind::Certificate => json!({"tag": "Certificate", "value": [
+            leaf("CertificateType", "Enumeration", json!("X509")),
+            kmip::bytes("CertificateValue", bytes),
+        ]}),
         Kind::PrivateKey | Kind::PublicKey => json!({"tag": kind.kmip(), "value": [
             {"tag": "KeyBlock", "value": [
                 leaf("KeyFormatType", "Enumeration", json!("PKCS8")),
