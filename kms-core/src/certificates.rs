@@ -22,13 +22,18 @@ fn invalid(what: impl std::fmt::Display) -> KmsError {
     KmsError::InvalidRequest(what.to_string())
 }
 
-/// A private key held here, signing certificates with its kind's usual scheme (RSA PKCS#1
-/// v1.5 with SHA-256, ECDSA with the curve's hash, Ed25519).
+/// A private key held here (in software or in the HSM), signing certificates with its kind's
+/// usual scheme (RSA PKCS#1 v1.5 with SHA-256, ECDSA with the curve's hash, Ed25519).
 pub struct Signer {
     kind: KeyKind,
-    pkcs8: Zeroizing<Vec<u8>>,
+    key: SignerKey,
     /// The subjectPublicKey bits of its SubjectPublicKeyInfo.
     public_bits: Vec<u8>,
+}
+
+enum SignerKey {
+    Software(Zeroizing<Vec<u8>>),
+    Hsm(std::sync::Arc<crate::hsm::Hsm>, String),
 }
 
 impl Signer {
@@ -36,8 +41,22 @@ impl Signer {
         let spki = asymmetric::public_of(kind, &pkcs8)?;
         Ok(Self {
             kind,
-            pkcs8,
+            key: SignerKey::Software(pkcs8),
             public_bits: public_bits(&spki)?,
+        })
+    }
+
+    /// A private key inside the HSM (its label), with its public key `spki`.
+    pub fn in_hsm(
+        kind: KeyKind,
+        spki: &[u8],
+        hsm: std::sync::Arc<crate::hsm::Hsm>,
+        label: String,
+    ) -> Result<Self, KmsError> {
+        Ok(Self {
+            kind,
+            key: SignerKey::Hsm(hsm, label),
+            public_bits: public_bits(spki)?,
         })
     }
 
@@ -72,8 +91,15 @@ impl PublicKeyData for Signer {
 
 impl SigningKey for Signer {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        asymmetric::sign::sign(self.scheme(), &self.pkcs8, Input::Data(msg))
-            .map_err(|_| rcgen::Error::RingUnspecified)
+        match &self.key {
+            SignerKey::Software(pkcs8) => {
+                asymmetric::sign::sign(self.scheme(), pkcs8, Input::Data(msg))
+                    .map_err(|_| rcgen::Error::RingUnspecified)
+            }
+            SignerKey::Hsm(hsm, label) => hsm
+                .sign(label, self.scheme(), Input::Data(msg))
+                .map_err(|_| rcgen::Error::RingUnspecified),
+        }
     }
 }
 
@@ -574,8 +600,11 @@ mod tests {
         let parsed = parse(&leaf).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed.spki, leaf_spki);
         assert!(parsed.subject.contains("CN=leaf") && !parsed.self_signed);
-        let p12 = pkcs12(&root_key.pkcs8, std::slice::from_ref(&root), "pw")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let SignerKey::Software(root_pkcs8) = &root_key.key else {
+            panic!("software key");
+        };
+        let p12 =
+            pkcs12(root_pkcs8, std::slice::from_ref(&root), "pw").unwrap_or_else(|e| panic!("{e}"));
         let archive = read_pkcs12(&p12, "pw").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(archive.certificates, vec![root]);
         assert_eq!(

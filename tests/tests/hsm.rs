@@ -467,3 +467,242 @@ async fn keys_that_live_in_the_hsm() -> Result<()> {
     );
     Ok(())
 }
+
+/// The PEM of an SPKI (DER) for openssl.
+fn public_pem(spki: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_pairs_that_live_in_the_hsm() -> Result<()> {
+    let hsm = SoftHsm::new("kms-pairs")?;
+    let pki = TestPki::new("hsm-pairs")?;
+    let data = pki.path("data");
+    std::fs::create_dir_all(&data)?;
+    let mut args = hsm.core_args("kms-kek");
+    args.extend(["--hsm-admin".into(), "admin".into()]);
+    let stack = start(&pki, &hsm, &data, &args)?;
+    let message = pki.path("message.txt");
+    std::fs::write(&message, b"signed inside the HSM\n")?;
+    let message_hex = hex("signed inside the HSM\n");
+    for (name, algorithm, extra, dgst) in [
+        (
+            "rsa-signer",
+            "RSA",
+            json!({"tag": "CryptographicLength", "type": "Integer", "value": 2048}),
+            "-sha256",
+        ),
+        (
+            "ec-signer",
+            "ECDSA",
+            json!({"tag": "CryptographicDomainParameters", "value": [
+                {"tag": "RecommendedCurve", "type": "Enumeration", "value": "P384"}]}),
+            "-sha384",
+        ),
+    ] {
+        let sk = format!("hsm::{}::{name}", hsm.slot);
+        let created = stack
+            .ok(&json!({"tag": "CreateKeyPair", "value": [
+                {"tag": "CommonAttributes", "value": [
+                    {"tag": "CryptographicAlgorithm", "type": "Enumeration", "value": algorithm},
+                    extra,
+                    {"tag": "ActivationDate", "type": "DateTime", "value": "2026-01-01T00:00:00Z"},
+                ]},
+                {"tag": "PrivateKeyAttributes", "value": [
+                    {"tag": "UniqueIdentifier", "type": "TextString", "value": sk},
+                ]},
+            ]}))
+            .await?;
+        let pk = field(&created, "PublicKeyUniqueIdentifier")
+            .and_then(Value::as_str)
+            .context("public uid")?
+            .to_owned();
+        // The private key never leaves; the public key does.
+        let (status, text) = stack.kmip(&by_uid("Get", &sk, vec![])).await?;
+        ensure!(
+            status == 422 && text.contains("not extractable"),
+            "{status} {text}"
+        );
+        let got = stack
+            .ok(&by_uid(
+                "Get",
+                &pk,
+                vec![json!({"tag": "KeyFormatType", "type": "Enumeration", "value": "PKCS8"})],
+            ))
+            .await?;
+        let spki = unhex(
+            &got.to_string()
+                .split("\"KeyMaterial\",\"type\":\"ByteString\",\"value\":\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .map(str::to_owned)
+                .context("KeyMaterial")?,
+        );
+        let public = pki.path(&format!("{name}.pub.pem"));
+        std::fs::write(&public, public_pem(&spki))?;
+        // Signed inside the HSM, verified by openssl.
+        let signed = stack
+            .ok(&by_uid(
+                "Sign",
+                &sk,
+                vec![json!({"tag": "Data", "type": "ByteString", "value": message_hex})],
+            ))
+            .await?;
+        let signature = unhex(
+            field(&signed, "SignatureData")
+                .and_then(Value::as_str)
+                .context("signature")?,
+        );
+        let sig = pki.path(&format!("{name}.sig"));
+        std::fs::write(&sig, signature)?;
+        let (public_s, sig_s, message_s) = (
+            public.display().to_string(),
+            sig.display().to_string(),
+            message.display().to_string(),
+        );
+        let mut verify = vec!["dgst", dgst, "-verify", &public_s, "-signature", &sig_s];
+        if algorithm == "RSA" {
+            verify.extend([
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:32",
+            ]);
+        }
+        verify.push(&message_s);
+        kms_tests::openssl(&verify)?;
+        if algorithm == "RSA" {
+            // openssl encrypts to the public key; the HSM decrypts (OAEP with SHA-1: SoftHSM2
+            // 2.6 takes no other OAEP hash, and the refusal of SHA-256 says so).
+            let sealed = pki.path("sealed.bin");
+            let sealed_s = sealed.display().to_string();
+            kms_tests::openssl(&[
+                "pkeyutl",
+                "-encrypt",
+                "-pubin",
+                "-inkey",
+                &public_s,
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha1",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha1",
+                "-in",
+                &message_s,
+                "-out",
+                &sealed_s,
+            ])?;
+            let sealed_hex: String = std::fs::read(&sealed)?
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect();
+            let oaep = |hash: &str| {
+                by_uid(
+                    "Decrypt",
+                    &sk,
+                    vec![
+                        json!({"tag": "CryptographicParameters", "value": [
+                            {"tag": "PaddingMethod", "type": "Enumeration", "value": "OAEP"},
+                            {"tag": "HashingAlgorithm", "type": "Enumeration", "value": hash}]}),
+                        json!({"tag": "Data", "type": "ByteString", "value": sealed_hex}),
+                    ],
+                )
+            };
+            let opened = stack.ok(&oaep("SHA1")).await?;
+            let (status, text) = stack.kmip(&oaep("SHA256")).await?;
+            ensure!(
+                status == 422 && text.contains("does not support"),
+                "{status} {text}"
+            );
+            ensure!(
+                field(&opened, "Data") == Some(&json!(message_hex)),
+                "{opened}"
+            );
+            // A self-signed certificate signed inside the HSM passes openssl verify.
+            let certified = stack
+                .ok(&json!({"tag": "Certify", "value": [
+                    {"tag": "UniqueIdentifier", "type": "TextString", "value": pk},
+                    {"tag": "Attributes", "value": [{"tag": "CertificateAttributes", "value": [
+                        {"tag": "CertificateSubjectCn", "type": "TextString", "value": "HSM root"},
+                    ]}]},
+                ]}))
+                .await?;
+            let cert_uid = field(&certified, "UniqueIdentifier")
+                .and_then(Value::as_str)
+                .context("cert")?;
+            let cert = stack.ok(&by_uid("Get", cert_uid, vec![])).await?;
+            let der = unhex(
+                &cert
+                    .to_string()
+                    .split("\"CertificateValue\",\"type\":\"ByteString\",\"value\":\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .map(str::to_owned)
+                    .context("CertificateValue")?,
+            );
+            let cert_file = pki.path("hsm-root.der");
+            std::fs::write(&cert_file, der)?;
+            let cert_pem = pki.path("hsm-root.pem");
+            let (der_s, pem_s) = (
+                cert_file.display().to_string(),
+                cert_pem.display().to_string(),
+            );
+            kms_tests::openssl(&["x509", "-inform", "DER", "-in", &der_s, "-out", &pem_s])?;
+            let ok = kms_tests::openssl(&["verify", "-CAfile", &pem_s, &pem_s])?;
+            ensure!(String::from_utf8_lossy(&ok).contains(": OK"));
+        }
+        // Revoke and destroy the pair: both token objects go; the label is free again.
+        let revoke = by_uid(
+            "Revoke",
+            &sk,
+            vec![
+                json!({"tag": "RevocationReason", "value": [
+                    {"tag": "RevocationReasonCode", "type": "Enumeration", "value": "Unspecified"}]}),
+                json!({"tag": "Cascade", "type": "Boolean", "value": true}),
+            ],
+        );
+        stack.ok(&revoke).await?;
+        stack
+            .ok(&by_uid(
+                "Destroy",
+                &sk,
+                vec![json!({"tag": "Cascade", "type": "Boolean", "value": true})],
+            ))
+            .await?;
+        let (status, text) = stack
+            .kmip(&by_uid(
+                "Sign",
+                &sk,
+                vec![json!({"tag": "Data", "type": "ByteString", "value": "00"})],
+            ))
+            .await?;
+        ensure!(status != 200, "{text}");
+    }
+    // Ed25519 is refused in the HSM, by name.
+    let (status, text) = stack
+        .kmip(&json!({"tag": "CreateKeyPair", "value": [
+            {"tag": "CommonAttributes", "value": [
+                {"tag": "CryptographicAlgorithm", "type": "Enumeration", "value": "Ed25519"}]},
+            {"tag": "PrivateKeyAttributes", "value": [
+                {"tag": "UniqueIdentifier", "type": "TextString", "value": format!("hsm::{}::ed", hsm.slot)}]},
+        ]}))
+        .await?;
+    ensure!(status == 422 && text.contains("Ed25519"), "{status} {text}");
+    Ok(())
+}

@@ -94,6 +94,7 @@ impl std::fmt::Debug for Hsm {
     }
 }
 
+mod pair;
 mod token;
 
 use token::{classify, find_key, find_or_create_kek, generate_aes, op};
@@ -161,6 +162,11 @@ impl Hsm {
 
     pub fn has_kek(&self) -> bool {
         self.kek.is_some()
+    }
+
+    /// The key-encryption key's label ("" without one).
+    fn kek_label(&self) -> &str {
+        self.kek.as_ref().map_or("", |(l, _)| l.as_str())
     }
 
     /// Runs `f` with a pooled session, waiting (up to 10 s) for a free one.

@@ -84,7 +84,7 @@ impl Kms {
     }
 
     /// A signer for a stored private key.
-    pub fn signer(&self, key: &ManagedObject) -> Result<Signer, KmsError> {
+    pub async fn signer(&self, key: &ManagedObject) -> Result<Signer, KmsError> {
         let kind = pair::require_kind(key, "Certify")?;
         if key.object_type != ObjectType::PrivateKey {
             return Err(KmsError::InvalidRequest(format!(
@@ -94,10 +94,22 @@ impl Kms {
             )));
         }
         if key.is_resident() {
-            return Err(crate::kmip::fields::unsupported(
-                "Certify",
-                "signing with an HSM-resident key",
-            ));
+            // Its public key is the pair's other half, held in the database.
+            let public_uid = link(key, "PublicKeyLink").ok_or_else(|| {
+                KmsError::InvalidRequest(format!("{}: no public key linked", key.uid))
+            })?;
+            let public = self
+                .store
+                .load(&public_uid)
+                .await?
+                .ok_or_else(|| KmsError::ObjectNotFound(public_uid.clone()))?;
+            let (hsm, label) = self.hsm_key(&key.uid)?;
+            let hsm = self
+                .keys
+                .hsm
+                .clone()
+                .ok_or_else(|| KmsError::Internal(format!("no HSM for {}", hsm.slot_id())))?;
+            return Signer::in_hsm(kind, &self.material(&public)?, hsm, label);
         }
         Signer::new(kind, self.material(key)?)
     }

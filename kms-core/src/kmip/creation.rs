@@ -164,6 +164,30 @@ impl Kms {
         }
     }
 
+    /// The private half of a key pair generated inside the HSM (`hsm::<slot>::<label>`, never
+    /// extractable), and its public key as SPKI.
+    pub async fn new_pair_in_hsm(
+        &self,
+        new: NewKey,
+        kind: crate::asymmetric::KeyKind,
+        public_uid: &str,
+    ) -> Result<(ManagedObject, Vec<u8>), KmsError> {
+        self.require_hsm_admin(&new.owner, "create")?;
+        let (hsm, label) = self.hsm_key(&new.uid)?;
+        for uid in [new.uid.as_str(), public_uid] {
+            if self.store.uid_used(uid).await? {
+                return Err(KmsError::Database(format!(
+                    "{uid}: one or more objects already exist"
+                )));
+            }
+        }
+        let spki = hsm.create_key_pair(&label, kind)?;
+        let mut object = new.object();
+        object.wrapping = Wrapping::Resident;
+        object.length_bits = kind.bits();
+        Ok((object, spki))
+    }
+
     /// An `hsm::<slot>::<label>` key: generated inside the HSM, never extractable.
     pub async fn new_key_in_hsm(&self, new: NewKey) -> Result<ManagedObject, KmsError> {
         self.require_hsm_admin(&new.owner, "create")?;

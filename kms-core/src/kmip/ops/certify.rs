@@ -204,7 +204,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             issuer_key.state.name()
         )));
     }
-    let signer = kms.signer(&issuer_key)?;
+    let signer = kms.signer(&issuer_key).await?;
     let issuer_der = match &issuer_cert {
         Some(c) => Some(kms.material(c)?),
         None => None,

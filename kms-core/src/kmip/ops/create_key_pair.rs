@@ -163,7 +163,15 @@ fn requested_kind(r: &Request<'_>) -> Result<(KeyKind, Algorithm), KmsError> {
 pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     let r = Request::parse(node)?;
     let (private, public) = build(kms, user, &r).await?;
-    kms.store.insert_all(&[&private, &public]).await?;
+    if let Err(e) = kms.store.insert_all(&[&private, &public]).await {
+        // A pair generated in the HSM for uids the store refused must not stay there.
+        if private.is_resident() {
+            if let Ok((hsm, label)) = kms.hsm_key(&private.uid) {
+                let _ = hsm.destroy_key_pair(&label);
+            }
+        }
+        return Err(e.into());
+    }
     Ok(Done::new(
         structure(
             "CreateKeyPairResponse",
@@ -211,9 +219,7 @@ pub async fn build(
         ));
     }
     let private_uid = new_uid(r.private.uid.or(r.common.uid))?;
-    if private_uid.starts_with(HSM_PREFIX) {
-        return Err(unsupported("CreateKeyPair", "key pairs in the HSM"));
-    }
+    let in_hsm = private_uid.starts_with(HSM_PREFIX);
     let public_uid = match r.public.uid {
         Some(uid) if !uid.is_empty() => new_uid(Some(uid))?,
         _ => format!("{private_uid}_pk"),
@@ -263,9 +269,22 @@ pub async fn build(
     );
     check_user_tags(&private_new.tags)?;
     check_user_tags(&public_new.tags)?;
-    let pair = asymmetric::generate(kind)?;
-    let mut private = kms.new_key(private_new, &pair.private)?;
-    let mut public = kms.new_key(public_new, &pair.public)?;
+    let (mut private, mut public) = if in_hsm {
+        if wrapped_by.is_some() {
+            return Err(unsupported(
+                "CreateKeyPair",
+                "an HSM key pair stored wrapped (it never leaves the HSM)",
+            ));
+        }
+        let (private, spki) = kms.new_pair_in_hsm(private_new, kind, &public_uid).await?;
+        (private, kms.new_key(public_new, &spki)?)
+    } else {
+        let pair = asymmetric::generate(kind)?;
+        (
+            kms.new_key(private_new, &pair.private)?,
+            kms.new_key(public_new, &pair.public)?,
+        )
+    };
     for o in [&mut private, &mut public] {
         o.length_bits = kind.bits();
     }

@@ -1,6 +1,8 @@
 //! Decrypt with AES-GCM under a stored key (or inside the HSM for a resident key).
 
+use crate::asymmetric::rsa::RsaScheme;
 use crate::error::KmsError;
+use crate::key_wrap::WrapMode;
 use crate::kmip::build::{bytes, structure, text};
 use crate::kmip::creation::{MASK_DECRYPT, MASK_UNRESTRICTED};
 use crate::kmip::fields::{Fields, unsupported};
@@ -67,11 +69,27 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
                     .into(),
             ));
         }
-        if o.is_resident() {
-            return Err(unsupported("Decrypt", "HSM-resident key pairs"));
-        }
         let scheme = super::encrypt::rsa_scheme(kind, &r.params, "Decrypt")?;
-        let plain = crate::asymmetric::rsa::decrypt(scheme, &kms.material(&o)?, r.data)?;
+        let plain = if o.is_resident() {
+            let (hsm, label) = kms.hsm_key(&o.uid)?;
+            match scheme {
+                // The AES key is unwrapped inside the HSM, the data here.
+                RsaScheme::AesKeyWrap(hash) => {
+                    let split = usize::try_from(kind.bits() / 8).unwrap_or(0);
+                    if r.data.len() <= split {
+                        return Err(KmsError::Crypto(
+                            "CKM_RSA_AES_KEY_WRAP data shorter than the RSA block".into(),
+                        ));
+                    }
+                    let kek = hsm.rsa_decrypt(&label, RsaScheme::Oaep(hash), &r.data[..split])?;
+                    crate::key_wrap::unwrap(WrapMode::Rfc5649, &kek, &r.data[split..])
+                        .map_err(|e| KmsError::Crypto(e.to_string()))?
+                }
+                other => hsm.rsa_decrypt(&label, other, r.data)?,
+            }
+        } else {
+            crate::asymmetric::rsa::decrypt(scheme, &kms.material(&o)?, r.data)?
+        };
         return Ok(Done::new(
             structure(
                 "DecryptResponse",

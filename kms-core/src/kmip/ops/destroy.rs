@@ -70,7 +70,11 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
     for mut o in objects {
         if o.is_resident() && !o.state.is_destroyed() {
             let (hsm, label) = kms.hsm_key(&o.uid)?;
-            hsm.destroy_key(&label)?;
+            if o.object_type == ObjectType::PrivateKey {
+                hsm.destroy_key_pair(&label)?;
+            } else {
+                hsm.destroy_key(&label)?;
+            }
         }
         if remove {
             kms.store.remove(&o.uid).await?;

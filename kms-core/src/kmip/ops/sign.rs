@@ -68,12 +68,6 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
     let o = kms.crypto_key(user, r.id, op).await?;
     let kind = require_kind(&o, name)?;
     let scheme = Scheme::of(kind, &r.params, name)?;
-    if o.is_resident() {
-        return Err(crate::kmip::fields::unsupported(
-            name,
-            "HSM-resident key pairs",
-        ));
-    }
     match r.signature {
         None => {
             if o.state != State::Active {
@@ -84,7 +78,12 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
                 )));
             }
             check_usage(&o, MASK_SIGN, name)?;
-            let signature = sign::sign(scheme, &kms.material(&o)?, r.input)?;
+            let signature = if o.is_resident() {
+                let (hsm, label) = kms.hsm_key(&o.uid)?;
+                hsm.sign(&label, scheme, r.input)?
+            } else {
+                sign::sign(scheme, &kms.material(&o)?, r.input)?
+            };
             Ok(Done::new(
                 structure(
                     "SignResponse",
