@@ -159,6 +159,7 @@ impl Kms {
     async fn run(&self, user: &str, op: Operation, request: &Ttlv) -> Result<Done, KmsError> {
         match op {
             Operation::Create => ops::create::run(self, user, request).await,
+            Operation::ReKeyKeyPair => ops::rekey_key_pair::run(self, user, request).await,
             Operation::Certify => ops::certify::run(self, user, request).await,
             Operation::Validate => ops::validate::run(self, user, request).await,
             Operation::CreateKeyPair => ops::create_key_pair::run(self, user, request).await,
@@ -188,7 +189,6 @@ impl Kms {
             Operation::RngSeed => ops::rng::seed(request),
             Operation::Query => ops::query::run(request),
             Operation::DiscoverVersions => ops::discover_versions::run(request),
-            other => Err(KmsError::UnknownOperation(other.name().to_owned())),
         }
     }
 }

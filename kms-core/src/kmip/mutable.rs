@@ -198,6 +198,17 @@ pub fn apply(
             }
             o.deactivation_date = Some(date);
         }
+        Mutable::RotateInterval(_) | Mutable::RotateOffset(_) | Mutable::RotateAutomatic(_)
+            if o.object_type != crate::object::ObjectType::SymmetricKey =>
+        {
+            return Err(crate::kmip::fields::unsupported(
+                "SetAttribute",
+                format!(
+                    "a rotation policy on a {} (symmetric keys rotate automatically; ReKeyKeyPair re-keys a pair)",
+                    o.object_type.name()
+                ),
+            ));
+        }
         Mutable::RotateInterval(seconds) => {
             if seconds < 0 {
                 return Err(KmsError::InvalidRequest(

@@ -59,7 +59,7 @@ operations! {
     Revoke => "Revoke", Some("revoke"), true;
     Destroy => "Destroy", Some("destroy"), true;
     ReKey => "ReKey", Some("rekey"), true;
-    ReKeyKeyPair => "ReKeyKeyPair", Some("rekey"), false;
+    ReKeyKeyPair => "ReKeyKeyPair", Some("rekey"), true;
     Encrypt => "Encrypt", Some("encrypt"), true;
     Decrypt => "Decrypt", Some("decrypt"), true;
     Sign => "Sign", Some("sign"), true;

@@ -21,7 +21,10 @@ impl Kms {
             let Some(mut old) = self.store.load(&uid).await? else {
                 continue;
             };
-            if old.state.is_destroyed() || old.is_resident() {
+            if old.state.is_destroyed()
+                || old.is_resident()
+                || old.object_type != crate::object::ObjectType::SymmetricKey
+            {
                 continue;
             }
             let new = replacement(self, &mut old)?;

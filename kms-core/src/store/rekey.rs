@@ -15,6 +15,20 @@ impl Store {
         Ok(())
     }
 
+    /// ReKeyKeyPair: each old half updated and its replacement inserted with its grants, all
+    /// in one transaction.
+    pub async fn rekey_all(
+        &self,
+        pairs: &[(&ManagedObject, &ManagedObject)],
+    ) -> Result<(), StoreError> {
+        let mut w = self.write().await?;
+        for (old, new) in pairs {
+            Self::rekey_in(&mut w.tx, old, new).await?;
+        }
+        w.tx.commit().await?;
+        Ok(())
+    }
+
     async fn rekey_in(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         old: &ManagedObject,

@@ -82,7 +82,8 @@ mod tests {
         assert!(answer.contains(r#""value":"PrivateKey""#));
         assert!(answer.contains(r#""value":"Certify""#));
         assert!(answer.contains(r#""value":"Certificate""#));
-        assert!(!answer.contains(r#""value":"ReKeyKeyPair""#));
+        assert!(answer.contains(r#""value":"ReKeyKeyPair""#));
+        assert!(!answer.contains(r#""value":"PGPKey""#));
         let versions = json!({"tag": "DiscoverVersions", "value": [{"tag": "ProtocolVersion", "value": [
             leaf("ProtocolVersionMajor", "Integer", json!(1)),
             leaf("ProtocolVersionMinor", "Integer", json!(4)),

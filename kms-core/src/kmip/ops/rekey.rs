@@ -68,6 +68,16 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
 /// the name and rotation policy move to it), with `old` deactivated. The caller stores both.
 pub fn replacement(kms: &Kms, old: &mut ManagedObject) -> Result<ManagedObject, KmsError> {
     let key = crate::crypto::random(usize::try_from(old.length_bits / 8).unwrap_or(32))?;
+    replacement_holding(kms, old, &key, uuid::Uuid::new_v4().to_string())
+}
+
+/// [`replacement`] with the given material and uid (a key pair's halves).
+pub fn replacement_holding(
+    kms: &Kms,
+    old: &mut ManagedObject,
+    key: &[u8],
+    uid: String,
+) -> Result<ManagedObject, KmsError> {
     let user_tags: BTreeSet<String> = old
         .tags
         .iter()
@@ -79,14 +89,15 @@ pub fn replacement(kms: &Kms, old: &mut ManagedObject) -> Result<ManagedObject, 
         algorithm: old.algorithm,
         data_type: old.meta.data_type.clone(),
         owner: old.owner.clone(),
-        uid: uuid::Uuid::new_v4().to_string(),
+        uid,
         length_bits: old.length_bits,
         usage_mask: old.usage_mask,
         activation: Some(now()),
         tags: user_tags,
         sensitive: old.meta.sensitive,
     };
-    let mut new = kms.new_key(new_key, &key)?;
+    let mut new = kms.new_key(new_key, key)?;
+    new.length_bits = old.length_bits;
     new.meta.links = vec![Link {
         link_type: "ReplacedObjectLink".into(),
         uid: old.uid.clone(),
