@@ -41,7 +41,7 @@ speed() { # $1 openssl name, $2 awk pattern, $3 extra args
   openssl speed -seconds "$secs" $3 "$1" 2>/dev/null | awk -v p="$2" '$0 ~ p {print $(NF-1); exit}'
 }
 echo "# ${secs}s per case, $(nproc) cores; KMS = kms-load -> kms-proxy (TLS 1.3) -> kms-core (SQLite), 32-byte data"
-for case in "rsa rsa2048 ^rsa.2048.bits" "p256 ecdsap256 nistp256" "ed25519 ed25519 Ed25519"; do
+for case in "rsa rsa2048 ^rsa.2048.bits" "p256 ecdsap256 bits.ecdsa..nistp256." "ed25519 ed25519 bits.EdDSA..Ed25519."; do
   set -- $case
   one=$(speed "$2" "$3" "")
   all=$(speed "$2" "$3" "-multi $(nproc)")

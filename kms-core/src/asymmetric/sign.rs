@@ -277,12 +277,94 @@ fn crypto(what: &str) -> impl Fn(aws_lc_rs::error::Unspecified) -> KmsError + '_
     move |_| KmsError::Crypto(format!("{what} failed"))
 }
 
+/// A private key loaded for signing (loading checks it, which for RSA costs about as much as
+/// a signature: [`SigningKeys`] keeps loaded keys).
+pub enum Loaded {
+    Rsa(RsaKeyPair),
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+impl Loaded {
+    pub fn load(kind: super::KeyKind, pkcs8: &[u8]) -> Result<Self, KmsError> {
+        let corrupt = |_| KmsError::Internal("the stored private key does not load".into());
+        Ok(match kind {
+            super::KeyKind::Rsa { .. } => {
+                Self::Rsa(RsaKeyPair::from_pkcs8(pkcs8).map_err(corrupt)?)
+            }
+            super::KeyKind::Ec(curve) => {
+                Self::Ecdsa(EcdsaKeyPair::from_pkcs8(curve.signing(), pkcs8).map_err(corrupt)?)
+            }
+            super::KeyKind::Ed25519 => {
+                Self::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(corrupt)?)
+            }
+        })
+    }
+}
+
+/// Loaded signing keys by uid and material digest (a replaced key has another digest, so a
+/// stale entry is never used), at most [`SigningKeys::MAX`]; a destroyed key is forgotten.
+#[derive(Default)]
+pub struct SigningKeys {
+    map: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Loaded>>>,
+}
+
+impl SigningKeys {
+    pub const MAX: usize = 1024;
+
+    /// The loaded key for `uid` whose material has `digest`, loading it with `load` when not
+    /// held (an empty digest is never cached).
+    pub fn get(
+        &self,
+        uid: &str,
+        digest: &str,
+        load: impl FnOnce() -> Result<Loaded, KmsError>,
+    ) -> Result<std::sync::Arc<Loaded>, KmsError> {
+        let key = format!("{uid}\n{digest}");
+        if !digest.is_empty() {
+            if let Some(found) = self.map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+                return Ok(found);
+            }
+        }
+        let loaded = std::sync::Arc::new(load()?);
+        if !digest.is_empty() {
+            if let Ok(mut map) = self.map.lock() {
+                if map.len() >= Self::MAX {
+                    map.clear();
+                }
+                map.insert(key, loaded.clone());
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Drops every loaded key of `uid`.
+    pub fn forget(&self, uid: &str) {
+        let prefix = format!("{uid}\n");
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|k, _| !k.starts_with(&prefix));
+        }
+    }
+}
+
 /// Signs with a PKCS#8 private key.
 pub fn sign(scheme: Scheme, pkcs8: &[u8], input: Input<'_>) -> Result<Vec<u8>, KmsError> {
-    let corrupt = |_| KmsError::Internal("the stored private key does not load".into());
+    let kind = match scheme {
+        Scheme::RsaPss(_) | Scheme::RsaPkcs1(_) => super::KeyKind::Rsa { bits: 0 },
+        Scheme::Ecdsa(curve) => super::KeyKind::Ec(curve),
+        Scheme::Ed25519 => super::KeyKind::Ed25519,
+    };
+    sign_with(scheme, &Loaded::load(kind, pkcs8)?, input)
+}
+
+/// Signs with a loaded private key.
+pub fn sign_with(scheme: Scheme, loaded: &Loaded, input: Input<'_>) -> Result<Vec<u8>, KmsError> {
+    let mismatch = || KmsError::Internal("the key does not fit the signature scheme".into());
     match scheme {
         Scheme::RsaPss(_) | Scheme::RsaPkcs1(_) => {
-            let key = RsaKeyPair::from_pkcs8(pkcs8).map_err(corrupt)?;
+            let Loaded::Rsa(key) = loaded else {
+                return Err(mismatch());
+            };
             let mut out = vec![0u8; key.public_modulus_len()];
             match input {
                 Input::Data(data) => {
@@ -295,8 +377,10 @@ pub fn sign(scheme: Scheme, pkcs8: &[u8], input: Input<'_>) -> Result<Vec<u8>, K
             .map_err(crypto("RSA signature"))?;
             Ok(out)
         }
-        Scheme::Ecdsa(curve) => {
-            let key = EcdsaKeyPair::from_pkcs8(curve.signing(), pkcs8).map_err(corrupt)?;
+        Scheme::Ecdsa(_) => {
+            let Loaded::Ecdsa(key) = loaded else {
+                return Err(mismatch());
+            };
             let sig = match input {
                 Input::Data(data) => key.sign(&SystemRandom::new(), data),
                 Input::Digest(d) => key.sign_digest(&digest_of(scheme, d)?),
@@ -311,7 +395,9 @@ pub fn sign(scheme: Scheme, pkcs8: &[u8], input: Input<'_>) -> Result<Vec<u8>, K
                     "DigestedData with Ed25519 (it signs the data itself)",
                 ));
             };
-            let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(corrupt)?;
+            let Loaded::Ed25519(key) = loaded else {
+                return Err(mismatch());
+            };
             Ok(key.sign(data).as_ref().to_vec())
         }
     }

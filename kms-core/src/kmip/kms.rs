@@ -41,11 +41,17 @@ pub struct Outcome {
 pub struct Kms {
     pub store: Store,
     pub keys: Wrappers,
+    /// Private keys loaded for Sign.
+    pub signing: crate::asymmetric::sign::SigningKeys,
 }
 
 impl Kms {
     pub fn new(store: Store, keys: Wrappers) -> Self {
-        Self { store, keys }
+        Self {
+            store,
+            keys,
+            signing: crate::asymmetric::sign::SigningKeys::default(),
+        }
     }
 
     /// False when an HSM is configured and does not answer.

@@ -89,6 +89,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
             o.wrapped_key.clear();
             kms.store.destroy(&o).await?;
         }
+        kms.signing.forget(&o.uid);
         uids.push(o.uid);
     }
     Ok(Done::new(

@@ -82,7 +82,10 @@ pub async fn run(kms: &Kms, user: &str, op: Operation, node: &Ttlv) -> Result<Do
                 let (hsm, label) = kms.hsm_key(&o.uid)?;
                 hsm.sign(&label, scheme, r.input)?
             } else {
-                sign::sign(scheme, &kms.material(&o)?, r.input)?
+                let loaded = kms.signing.get(&o.uid, &o.meta.key_digest_hex, || {
+                    sign::Loaded::load(kind, &kms.material(&o)?)
+                })?;
+                sign::sign_with(scheme, &loaded, r.input)?
             };
             Ok(Done::new(
                 structure(
