@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod asym;
+pub mod asym_keys;
 pub mod attributes;
 pub mod certificates;
 pub mod crypt;

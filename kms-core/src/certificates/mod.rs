@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, PublicKeyData,
-    SignatureAlgorithm, SigningKey, SubjectPublicKeyInfo,
+    DnType, IsCa, Issuer, PublicKeyData, SignatureAlgorithm, SigningKey, SubjectPublicKeyInfo,
 };
 use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -18,7 +17,13 @@ use crate::asymmetric::sign::{Input, Scheme, SigHash};
 use crate::asymmetric::{self, Curve, KeyKind};
 use crate::error::KmsError;
 
-fn invalid(what: impl std::fmt::Display) -> KmsError {
+mod chain;
+mod extensions;
+
+pub use chain::{Archive, chain_problem, order_chain, pkcs12, read_pkcs12};
+pub use extensions::{MAX_DAYS, Profile, parse_extensions};
+
+pub(crate) fn invalid(what: impl std::fmt::Display) -> KmsError {
     KmsError::InvalidRequest(what.to_string())
 }
 
@@ -165,124 +170,6 @@ impl SubjectField {
     }
 }
 
-/// What a certificate says beyond its subject and key.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Profile {
-    pub days: u32,
-    /// `basicConstraints`: None = absent; Some(None) = CA without path length.
-    pub ca: Option<Option<u8>>,
-    pub key_usage: Vec<KeyUsagePurpose>,
-    pub extended_key_usage: Vec<ExtendedKeyUsagePurpose>,
-    pub san: Vec<rcgen::SanType>,
-}
-
-/// The most days a certificate is issued for (about 30 years).
-pub const MAX_DAYS: u32 = 11_000;
-
-/// Reads the openssl-style extension section the reference CLI sends
-/// (`x509_extension_file`): `basicConstraints`, `keyUsage`, `extendedKeyUsage`,
-/// `subjectAltName`. A section header line is allowed; anything else is refused by name.
-pub fn parse_extensions(text: &str, profile: &mut Profile) -> Result<(), KmsError> {
-    for raw in text.lines() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() || (line.starts_with('[') && line.ends_with(']')) {
-            continue;
-        }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| invalid(format!("extensions: {line:?} is not key = value")))?;
-        let values: Vec<&str> = value
-            .split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && *v != "critical")
-            .collect();
-        match key.trim() {
-            "basicConstraints" => {
-                let mut ca = None;
-                let mut path = None;
-                for v in values {
-                    match v {
-                        "CA:TRUE" | "CA:true" => ca = Some(true),
-                        "CA:FALSE" | "CA:false" => ca = Some(false),
-                        other => match other.strip_prefix("pathlen:") {
-                            Some(n) => {
-                                path =
-                                    Some(n.trim().parse::<u8>().map_err(|_| {
-                                        invalid(format!("extensions: pathlen {n:?}"))
-                                    })?);
-                            }
-                            None => return Err(invalid(format!("basicConstraints {other:?}"))),
-                        },
-                    }
-                }
-                profile.ca = match ca {
-                    Some(true) => Some(path),
-                    _ => None,
-                };
-            }
-            "keyUsage" => {
-                for v in values {
-                    profile.key_usage.push(match v {
-                        "digitalSignature" => KeyUsagePurpose::DigitalSignature,
-                        "nonRepudiation" | "contentCommitment" => {
-                            KeyUsagePurpose::ContentCommitment
-                        }
-                        "keyEncipherment" => KeyUsagePurpose::KeyEncipherment,
-                        "dataEncipherment" => KeyUsagePurpose::DataEncipherment,
-                        "keyAgreement" => KeyUsagePurpose::KeyAgreement,
-                        "keyCertSign" => KeyUsagePurpose::KeyCertSign,
-                        "cRLSign" => KeyUsagePurpose::CrlSign,
-                        "encipherOnly" => KeyUsagePurpose::EncipherOnly,
-                        "decipherOnly" => KeyUsagePurpose::DecipherOnly,
-                        other => return Err(invalid(format!("keyUsage {other:?}"))),
-                    });
-                }
-            }
-            "extendedKeyUsage" => {
-                for v in values {
-                    profile.extended_key_usage.push(match v {
-                        "serverAuth" => ExtendedKeyUsagePurpose::ServerAuth,
-                        "clientAuth" => ExtendedKeyUsagePurpose::ClientAuth,
-                        "codeSigning" => ExtendedKeyUsagePurpose::CodeSigning,
-                        "emailProtection" => ExtendedKeyUsagePurpose::EmailProtection,
-                        "timeStamping" => ExtendedKeyUsagePurpose::TimeStamping,
-                        "OCSPSigning" => ExtendedKeyUsagePurpose::OcspSigning,
-                        other => return Err(invalid(format!("extendedKeyUsage {other:?}"))),
-                    });
-                }
-            }
-            "subjectAltName" => {
-                for v in values {
-                    let (kind, name) = v
-                        .split_once(':')
-                        .ok_or_else(|| invalid(format!("subjectAltName {v:?}")))?;
-                    let name = name.trim();
-                    let ia5 = |s: &str| {
-                        rcgen::string::Ia5String::try_from(s.to_owned())
-                            .map_err(|_| invalid(format!("subjectAltName {s:?} is not ASCII")))
-                    };
-                    profile.san.push(match kind.trim() {
-                        "DNS" => rcgen::SanType::DnsName(ia5(name)?),
-                        "email" => rcgen::SanType::Rfc822Name(ia5(name)?),
-                        "URI" => rcgen::SanType::URI(ia5(name)?),
-                        "IP" => rcgen::SanType::IpAddress(
-                            name.parse()
-                                .map_err(|_| invalid(format!("subjectAltName IP {name:?}")))?,
-                        ),
-                        other => return Err(invalid(format!("subjectAltName type {other:?}"))),
-                    });
-                }
-            }
-            other => {
-                return Err(KmsError::NotSupported(format!(
-                    "the certificate extension {other:?} (basicConstraints, keyUsage, extendedKeyUsage and subjectAltName are)"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Who signs a new certificate: the subject's own key, or a CA (its certificate and key).
 pub enum IssuedBy<'a> {
     Itself(&'a Signer),
@@ -418,127 +305,10 @@ pub fn parse(der: &[u8]) -> Result<Parsed, KmsError> {
     })
 }
 
-/// Why a chain is not valid, or `None` when it is: `chain[0]` the leaf, each next one its
-/// issuer, the last self-signed; all valid at `at` (Unix seconds); issuers are CAs.
-pub fn chain_problem(chain: &[&[u8]], at: i64) -> Result<Option<String>, KmsError> {
-    let mut parsed = Vec::new();
-    for der in chain {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| invalid(format!("not an X.509 certificate: {e}")))?;
-        parsed.push(cert);
-    }
-    let Some(last) = parsed.last() else {
-        return Ok(Some("no certificate".into()));
-    };
-    for cert in &parsed {
-        let v = cert.validity();
-        if at < v.not_before.timestamp() || at > v.not_after.timestamp() {
-            return Ok(Some(format!(
-                "{} is not valid at that time",
-                cert.subject()
-            )));
-        }
-    }
-    for pair in parsed.windows(2) {
-        let (child, parent) = (&pair[0], &pair[1]);
-        if child.issuer() != parent.subject() {
-            return Ok(Some(format!(
-                "{} was not issued by {}",
-                child.subject(),
-                parent.subject()
-            )));
-        }
-        if child.verify_signature(Some(parent.public_key())).is_err() {
-            return Ok(Some(format!(
-                "the signature on {} does not verify",
-                child.subject()
-            )));
-        }
-        let ca = parent
-            .basic_constraints()
-            .ok()
-            .flatten()
-            .is_some_and(|b| b.value.ca);
-        if !ca {
-            return Ok(Some(format!("{} is not a CA", parent.subject())));
-        }
-    }
-    if last.subject() != last.issuer() || last.verify_signature(None).is_err() {
-        return Ok(Some(format!(
-            "the chain ends at {}, which is not a self-signed root",
-            last.subject()
-        )));
-    }
-    Ok(None)
-}
-
-/// The certificates in chain order, from `pool[0]` (the leaf) up through the issuers found in
-/// the pool (by name) until a self-signed one; a certificate whose issuer is not in the pool
-/// ends the chain there.
-pub fn order_chain(pool: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, KmsError> {
-    let mut parsed = Vec::new();
-    for der in pool {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| invalid(format!("not an X.509 certificate: {e}")))?;
-        parsed.push((cert.subject().to_string(), cert.issuer().to_string()));
-    }
-    let mut chain = Vec::new();
-    let mut at = 0;
-    while chain.len() < pool.len() {
-        chain.push(pool[at].clone());
-        let (subject, issuer) = &parsed[at];
-        if subject == issuer {
-            break;
-        }
-        match (0..pool.len()).find(|&i| parsed[i].0 == *issuer && !chain.contains(&pool[i])) {
-            Some(next) => at = next,
-            None => break,
-        }
-    }
-    Ok(chain)
-}
-
-/// A PKCS#12 archive of a private key (PKCS#8) and its certificate chain (leaf first).
-pub fn pkcs12(pkcs8: &[u8], chain: &[Vec<u8>], password: &str) -> Result<Vec<u8>, KmsError> {
-    let fail = |e: p12_keystore::error::Error| KmsError::Crypto(format!("PKCS#12: {e}"));
-    let key = p12_keystore::PrivateKey::from_der(pkcs8).map_err(fail)?;
-    let mut certs = Vec::new();
-    for der in chain {
-        certs.push(p12_keystore::Certificate::from_der(der).map_err(fail)?);
-    }
-    let local_id = crate::crypto::sha256(chain.first().map_or(&[][..], Vec::as_slice));
-    let entry = p12_keystore::PrivateKeyChain::new(local_id.to_vec(), key, certs);
-    let mut store = p12_keystore::KeyStore::new();
-    store.add_entry("key", p12_keystore::KeyStoreEntry::PrivateKeyChain(entry));
-    store.writer(password).write().map_err(fail)
-}
-
-/// What a PKCS#12 archive holds: a private key (PKCS#8) and certificates (leaf first).
-pub struct Archive {
-    pub key: Zeroizing<Vec<u8>>,
-    pub certificates: Vec<Vec<u8>>,
-}
-
-/// The private key and certificates of a PKCS#12 archive.
-pub fn read_pkcs12(data: &[u8], password: &str) -> Result<Archive, KmsError> {
-    let store = p12_keystore::KeyStore::from_pkcs12(
-        data,
-        password,
-        p12_keystore::Pkcs12ImportPolicy::Relaxed,
-    )
-    .map_err(|e| invalid(format!("PKCS#12 (wrong password?): {e}")))?;
-    let (_, chain) = store
-        .private_key_chain()
-        .ok_or_else(|| invalid("the PKCS#12 archive holds no private key"))?;
-    let certs = chain.certs().iter().map(|c| c.as_der().to_vec()).collect();
-    Ok(Archive {
-        key: Zeroizing::new(chain.key().as_der().to_vec()),
-        certificates: certs,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use rcgen::KeyUsagePurpose;
+
     use super::*;
 
     fn signer(kind: KeyKind) -> (Signer, Vec<u8>) {
