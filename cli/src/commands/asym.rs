@@ -153,8 +153,9 @@ impl HashAlgorithm {
     }
 }
 
+/// What sign and sign-verify share: the key, the scheme, and what the file holds.
 #[derive(Debug, Args)]
-pub struct SignArgs {
+pub struct SignatureOptions {
     #[command(flatten)]
     pub key: Selector,
     /// Signature scheme [default: the key's]
@@ -166,6 +167,26 @@ pub struct SignArgs {
     /// The file holds a digest already computed, not the data
     #[arg(long)]
     pub digested: bool,
+}
+
+impl SignatureOptions {
+    /// The key's identifier and the request fields for `data`.
+    fn request(&self, data: &[u8]) -> Result<(String, Vec<Value>), CliError> {
+        let mut fields = signature_params(self.signature_algorithm, self.hashing_algorithm)?;
+        let tag = if self.digested {
+            "DigestedData"
+        } else {
+            "Data"
+        };
+        fields.push(kmip::bytes(tag, data));
+        Ok((self.key.id()?, fields))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    #[command(flatten)]
+    pub options: SignatureOptions,
     /// Output file [default: FILE.sig]
     #[arg(short = 'o', long)]
     pub output_file: Option<PathBuf>,
@@ -176,14 +197,7 @@ pub struct SignArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub key: Selector,
-    #[arg(short = 'a', long, value_enum)]
-    pub signature_algorithm: Option<SignatureAlgorithm>,
-    #[arg(short = 's', long, value_enum)]
-    pub hashing_algorithm: Option<HashAlgorithm>,
-    /// The file holds a digest already computed, not the data
-    #[arg(long)]
-    pub digested: bool,
+    pub options: SignatureOptions,
     /// The signed file
     pub file: PathBuf,
     /// The signature
@@ -348,15 +362,8 @@ fn signature_params(
 }
 
 async fn sign(kms: &Kms, args: SignArgs) -> Result<Outcome, CliError> {
-    let id = args.key.id()?;
     let data = Zeroizing::new(read(&args.file)?);
-    let mut extra = signature_params(args.signature_algorithm, args.hashing_algorithm)?;
-    let field = if args.digested {
-        "DigestedData"
-    } else {
-        "Data"
-    };
-    extra.push(kmip::bytes(field, &data));
+    let (id, extra) = args.options.request(&data)?;
     let response = kms.kmip(&kmip::by_id("Sign", &id, extra)).await?;
     let signature = kmip::bytes_field(&response, "SignatureData")?;
     let output = args
@@ -370,16 +377,9 @@ async fn sign(kms: &Kms, args: SignArgs) -> Result<Outcome, CliError> {
 }
 
 async fn verify(kms: &Kms, args: VerifyArgs) -> Result<Outcome, CliError> {
-    let id = args.key.id()?;
     let data = Zeroizing::new(read(&args.file)?);
     let signature = read(&args.signature_file)?;
-    let mut extra = signature_params(args.signature_algorithm, args.hashing_algorithm)?;
-    let field = if args.digested {
-        "DigestedData"
-    } else {
-        "Data"
-    };
-    extra.push(kmip::bytes(field, &data));
+    let (id, mut extra) = args.options.request(&data)?;
     extra.push(kmip::bytes("SignatureData", &signature));
     let response = kms
         .kmip(&kmip::by_id("SignatureVerify", &id, extra))
