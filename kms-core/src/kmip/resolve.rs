@@ -200,8 +200,6 @@ impl Kms {
                         match op {
                             Operation::Sign => "a private key",
                             Operation::SignatureVerify => "a public or private key",
-                            Operation::Encrypt | Operation::Decrypt =>
-                                "a symmetric or asymmetric key",
                             _ => "a key",
                         }
                     )));

@@ -80,7 +80,7 @@ mod tests {
         assert!(
             fails(&kms, "alice", encrypt)
                 .await
-                .contains("is a SecretData, not a symmetric or asymmetric key")
+                .contains("is a SecretData, not a key")
         );
         let opaque = json!({"tag": "Register", "value": [
             leaf("ObjectType", "Enumeration", json!("OpaqueObject")),
@@ -119,7 +119,7 @@ mod tests {
         assert!(
             fails(&kms, "alice", by_secret)
                 .await
-                .contains("is a SecretData, not a symmetric or asymmetric key")
+                .contains("is a SecretData, not a key")
         );
     }
 }
