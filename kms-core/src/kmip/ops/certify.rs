@@ -266,6 +266,30 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
 /// The public key (SPKI) to certify, and where it comes from.
 async fn subject(kms: &Kms, user: &str, r: &Request<'_>) -> Result<(Vec<u8>, Subject), KmsError> {
     let a = &r.attributes;
+    if !a.names.is_empty() || a.wrapping_key_id.is_some() {
+        return Err(unsupported(
+            "Certify",
+            "Name or wrapping_key_id on a certificate",
+        ));
+    }
+    // Key attributes describe a key pair made for the certificate: with a CSR or a key held
+    // here there is none to apply them to.
+    let key_attribute = [
+        a.algorithm.map(|_| "CryptographicAlgorithm"),
+        a.length.map(|_| "CryptographicLength"),
+        a.curve.map(|_| "CryptographicDomainParameters"),
+        a.usage_mask.map(|_| "CryptographicUsageMask"),
+        a.sensitive.map(|_| "Sensitive"),
+        a.key_format.map(|_| "KeyFormatType"),
+    ]
+    .into_iter()
+    .flatten()
+    .next();
+    if let (Some(name), true) = (key_attribute, r.csr.is_some() || r.id.is_some()) {
+        return Err(KmsError::InvalidRequest(format!(
+            "Certify: {name} applies to a key pair made for the certificate, not to a CSR or a key held here"
+        )));
+    }
     if let Some((csr, pem)) = r.csr {
         let (spki, params) = certificates::read_csr(csr, pem)?;
         crate::asymmetric::public_kind(&spki)?;
@@ -342,4 +366,29 @@ async fn subject(kms: &Kms, user: &str, r: &Request<'_>) -> Result<(Vec<u8>, Sub
         crate::kmip::pair::require_kind(&public, "Certify")?,
     )?;
     Ok((spki, Subject::Generated { private, public }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::kmip::testing::{fails, kms, leaf};
+
+    #[tokio::test]
+    async fn key_attributes_without_a_key_to_make_are_refused() {
+        let kms = kms().await;
+        let request = json!({"tag": "Certify", "value": [
+            leaf("UniqueIdentifier", "TextString", json!("some-public-key")),
+            {"tag": "Attributes", "value": [
+                leaf("CryptographicAlgorithm", "Enumeration", json!("RSA")),
+                {"tag": "CertificateAttributes", "value": [
+                    leaf("CertificateSubjectCn", "TextString", json!("x"))]},
+            ]},
+        ]});
+        let message = fails(&kms, "alice", request).await;
+        assert!(
+            message.contains("CryptographicAlgorithm applies to a key pair"),
+            "{message}"
+        );
+    }
 }
