@@ -24,6 +24,13 @@ fn main() -> ExitCode {
             "this reference KMS option has no effect on kms-core"
         );
     }
+    // One crypto provider, aws-lc-rs, for TLS (rustls, reqwest fetching CRLs).
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a TLS crypto provider was already installed");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

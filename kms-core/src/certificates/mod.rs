@@ -18,9 +18,11 @@ use crate::asymmetric::{self, Curve, KeyKind};
 use crate::error::KmsError;
 
 mod chain;
+mod crl;
 mod extensions;
 
 pub use chain::{Archive, chain_problem, order_chain, pkcs12, read_pkcs12};
+pub use crl::revocation_problem;
 pub use extensions::{MAX_DAYS, Profile, parse_extensions};
 
 pub(crate) fn invalid(what: impl std::fmt::Display) -> KmsError {

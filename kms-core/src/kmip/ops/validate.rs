@@ -2,8 +2,9 @@
 //! given (`Certificate`) or held here (`UniqueIdentifier`, needing the validate grant); the
 //! issuers of held ones are followed through their `CertificateLink`s. Valid when the chain
 //! from the first certificate reaches a self-signed root, every signature verifies, every
-//! issuer is a CA, every certificate is within its dates, and none held here is revoked or
-//! destroyed.
+//! issuer is a CA, every certificate is within its dates, none held here is revoked or
+//! destroyed, and none is listed in the CRL its CRL distribution points name (fetched then;
+//! see `certificates::crl`).
 
 use crate::certificates;
 use crate::error::KmsError;
@@ -120,7 +121,11 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         return Ok(answer(false, &uids, &format!("{subject} is revoked")));
     }
     let refs: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
-    let problem = certificates::chain_problem(&refs, r.at.unwrap_or_else(now))?;
+    let at = r.at.unwrap_or_else(now);
+    let mut problem = certificates::chain_problem(&refs, at)?;
+    if problem.is_none() {
+        problem = certificates::revocation_problem(&chain, at, now()).await?;
+    }
     Ok(match problem {
         None => answer(true, &uids, ""),
         Some(why) => answer(false, &uids, &why),
