@@ -5,6 +5,7 @@
 //! Every check happens here, before any port is bound; an error names the offending key.
 
 pub mod jwt;
+pub mod upstream_identity;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -18,6 +19,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map};
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
+
+pub use upstream_identity::{MintAlgorithm, UpstreamIdentityMode, UpstreamJwt};
 
 /// Prefix of every environment variable the proxy reads.
 pub const ENV_PREFIX: &str = "KMS_";
@@ -145,6 +148,14 @@ pub struct RawConfig {
     pub force_default_username: bool,
     pub api_token_id: Option<String>,
     pub api_token_refresh_interval: f64,
+    pub upstream_identity: UpstreamIdentityMode,
+    pub upstream_jwt_issuer: Option<String>,
+    pub upstream_jwt_audience: Option<String>,
+    pub upstream_jwt_lifetime: f64,
+    pub upstream_jwt_algorithm: Option<MintAlgorithm>,
+    pub upstream_jwt_key_file: Option<PathBuf>,
+    pub upstream_jwt_key_rotation: f64,
+    pub upstream_jwt_jwks_address: Option<String>,
     /// `[auth]`: JWT identity providers.
     pub auth: jwt::RawAuth,
 }
@@ -193,6 +204,14 @@ impl Default for RawConfig {
             force_default_username: false,
             api_token_id: None,
             api_token_refresh_interval: 60.0,
+            upstream_identity: UpstreamIdentityMode::Header,
+            upstream_jwt_issuer: None,
+            upstream_jwt_audience: None,
+            upstream_jwt_lifetime: 60.0,
+            upstream_jwt_algorithm: None,
+            upstream_jwt_key_file: None,
+            upstream_jwt_key_rotation: 86_400.0,
+            upstream_jwt_jwks_address: None,
             auth: jwt::RawAuth::default(),
         }
     }
@@ -354,6 +373,42 @@ pub struct Flags {
     #[arg(long, value_name = "SECONDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_token_refresh_interval: Option<f64>,
+    /// How the user reaches the upstream: the identity header, or a JWT signed by this proxy
+    /// in `Authorization` (for a KMS that verifies OIDC tokens) [default: header]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_identity: Option<UpstreamIdentityMode>,
+    /// `iss` of minted tokens: this proxy's https URL as the upstream reaches it; the keys are
+    /// served at <issuer>/.well-known/jwks.json
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_jwt_issuer: Option<String>,
+    /// `aud` of minted tokens, as the upstream expects it
+    #[arg(long, value_name = "AUDIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_jwt_audience: Option<String>,
+    /// Seconds a minted token is valid (10-3600) [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_jwt_lifetime: Option<f64>,
+    /// Algorithm of a generated signing key [default: ES256]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_jwt_algorithm: Option<MintAlgorithm>,
+    /// Signing key (PEM PKCS#8: P-256, RSA or Ed25519); reloaded when it changes
+    /// [default: generated at start, kept in memory]
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_jwt_key_file: Option<PathBuf>,
+    /// Seconds between replacements of a generated signing key [default: 86400]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_jwt_key_rotation: Option<f64>,
+    /// Serve the JWKS and discovery documents on this address too (TLS, no client
+    /// certificate): needed when the main listener requires client certificates
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_jwt_jwks_address: Option<String>,
 
     #[command(flatten)]
     #[serde(rename = "auth")]
@@ -633,6 +688,8 @@ pub struct Config {
     pub limits: Limits,
     pub cert_reload_interval: Duration,
     pub auth: AuthConfig,
+    /// Set when the identity goes upstream as a minted JWT.
+    pub upstream_jwt: Option<UpstreamJwt>,
 }
 
 /// Client certificate authentication.
@@ -829,6 +886,23 @@ impl TryFrom<RawConfig> for Config {
             )),
             None => None,
         };
+        let client_cert_required = mtls
+            .as_ref()
+            .is_some_and(|m| m.mode == ClientCertMode::Required);
+        let upstream_jwt = upstream_identity::validate(
+            upstream_identity::RawUpstreamIdentity {
+                mode: raw.upstream_identity,
+                issuer: raw.upstream_jwt_issuer,
+                audience: raw.upstream_jwt_audience,
+                lifetime: raw.upstream_jwt_lifetime,
+                algorithm: raw.upstream_jwt_algorithm,
+                key_file: raw.upstream_jwt_key_file,
+                key_rotation: raw.upstream_jwt_key_rotation,
+                jwks_address: raw.upstream_jwt_jwks_address,
+            },
+            server_cert.is_some(),
+            client_cert_required,
+        )?;
         let auth = AuthConfig {
             mtls,
             force_default_username: raw.force_default_username,
@@ -866,6 +940,7 @@ impl TryFrom<RawConfig> for Config {
             limits,
             cert_reload_interval: seconds("cert_reload_interval", raw.cert_reload_interval)?,
             auth,
+            upstream_jwt,
         })
     }
 }

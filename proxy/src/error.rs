@@ -28,6 +28,8 @@ pub enum ProxyError {
     NotFound,
     #[error("{0}")]
     Unauthenticated(&'static str),
+    #[error("the upstream identity token could not be made")]
+    Mint,
 }
 
 /// Bounded label values for the `upstream_errors_total` metric.
@@ -50,6 +52,7 @@ impl ProxyError {
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Mint => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -111,6 +114,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("JWT: {0}")]
     Jwt(String),
+    #[error("{0}")]
+    MintKey(#[from] crate::mint::KeyError),
 }
 
 /// A request body's fault is the client's: the status it gets.

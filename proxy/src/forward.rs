@@ -28,6 +28,7 @@ use crate::config::{Config, Limits, Upstream};
 use crate::error::{ProxyError, UpstreamErrorKind};
 use crate::identity::{Identity, IdentityHeaders};
 use crate::metrics::Metrics;
+use crate::mint::Minter;
 
 /// A connection to the upstream, whatever its transport.
 pub enum UpstreamStream {
@@ -205,6 +206,8 @@ pub struct Forwarder {
     identity_headers: IdentityHeaders,
     health_path: String,
     metrics: Metrics,
+    /// Set in `upstream_identity = "jwt"` mode: the identity also goes as a minted JWT.
+    minter: Option<Arc<Minter>>,
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 section 7.6.1).
@@ -260,6 +263,7 @@ impl Forwarder {
         config: &Config,
         upstream_tls: Option<Arc<rustls::ClientConfig>>,
         metrics: Metrics,
+        minter: Option<Arc<Minter>>,
     ) -> Result<Self, crate::error::StartError> {
         let (target, scheme) = match (&config.upstream, upstream_tls) {
             (Upstream::Unix(path), _) => (Target::Unix(path.clone()), "http"),
@@ -323,7 +327,34 @@ impl Forwarder {
             ),
             health_path: config.upstream_health_path.clone(),
             metrics,
+            minter,
         })
+    }
+
+    /// The token minter, in `upstream_identity = "jwt"` mode.
+    pub fn minter(&self) -> Option<&Arc<Minter>> {
+        self.minter.as_ref()
+    }
+
+    /// Sets the identity headers, and in jwt mode replaces any `Authorization` (the client's
+    /// own credential never reaches the upstream) with a token minted for the identity.
+    fn set_identity(
+        &self,
+        headers: &mut HeaderMap,
+        identity: &Identity,
+        peer: std::net::IpAddr,
+        proto: &str,
+    ) -> Result<(), ProxyError> {
+        self.identity_headers.apply(headers, identity, peer, proto);
+        if let Some(minter) = &self.minter {
+            headers.remove(header::AUTHORIZATION);
+            let token = minter.authorization(identity).map_err(|e| {
+                tracing::error!(error = %e, "cannot mint the upstream identity token");
+                ProxyError::Mint
+            })?;
+            headers.insert(header::AUTHORIZATION, token);
+        }
+        Ok(())
     }
 
     fn upstream_uri(&self, path_and_query: &str) -> Result<Uri, ProxyError> {
@@ -373,8 +404,7 @@ impl Forwarder {
         }
         strip_hop_by_hop(&mut parts.headers);
         self.identity_headers.strip_inbound(&mut parts.headers);
-        self.identity_headers
-            .apply(&mut parts.headers, identity, peer.ip(), proto);
+        self.set_identity(&mut parts.headers, identity, peer.ip(), proto)?;
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         parts.uri = self.upstream_uri(path)?;
         parts.version = Version::HTTP_11;
@@ -445,8 +475,7 @@ impl Forwarder {
             )
             .map_err(|_| ProxyError::BadRequest)?;
         let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
-        self.identity_headers
-            .apply(request.headers_mut(), identity, loopback, "https");
+        self.set_identity(request.headers_mut(), identity, loopback, "https")?;
         let exchange = async {
             let response = self
                 .client

@@ -8,7 +8,9 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod identity;
+pub mod jwks;
 pub mod metrics;
+pub mod mint;
 pub mod server;
 pub mod tls;
 
@@ -34,6 +36,8 @@ pub struct App {
     shared: Arc<server::Shared>,
     admin: Arc<admin::AdminState>,
     reload: Option<(Arc<CertStore>, ServerCert, Option<Arc<tls::ClientTrust>>)>,
+    /// The upstream identity keys' own listener, when configured.
+    jwks_listener: Option<(TcpListener, TlsAcceptor)>,
     config: Config,
 }
 
@@ -68,9 +72,28 @@ impl App {
             }
             _ => None,
         };
-        let forwarder = Arc::new(Forwarder::new(&config, upstream_tls, metrics.clone())?);
+        let minter = match &config.upstream_jwt {
+            Some(settings) => Some(Arc::new(mint::Minter::new(settings)?)),
+            None => None,
+        };
+        let forwarder = Arc::new(Forwarder::new(
+            &config,
+            upstream_tls,
+            metrics.clone(),
+            minter,
+        )?);
         let listener = bind(config.listen).await?;
         let admin_listener = bind(config.admin_address).await?;
+        let jwks_listener = match (
+            config.upstream_jwt.as_ref().and_then(|j| j.jwks_address),
+            &reload,
+        ) {
+            (Some(address), Some((store, _, _))) => Some((
+                bind(address).await?,
+                TlsAcceptor::from(tls::server_config(store.clone(), None)?),
+            )),
+            _ => None,
+        };
         let authenticator = auth::Authenticator::new(&config, &metrics)?;
         let shared = Arc::new(server::Shared {
             forwarder: forwarder.clone(),
@@ -91,8 +114,16 @@ impl App {
             shared,
             admin,
             reload,
+            jwks_listener,
             config,
         })
+    }
+
+    /// The upstream identity keys' own listener's address, when configured.
+    pub fn jwks_addr(&self) -> Option<SocketAddr> {
+        self.jwks_listener
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The address clients connect to (useful with port 0).
@@ -160,6 +191,23 @@ impl App {
             .jwt
             .clone()
             .map(|jwt| tokio::spawn(jwt.keep_fresh(stopped.clone())));
+        let minter = self.shared.forwarder.minter().cloned();
+        let key_refresh = minter
+            .clone()
+            .map(|m| tokio::spawn(m.keep_fresh(self.config.cert_reload_interval, stopped.clone())));
+        let jwks_server = match (self.jwks_listener, minter) {
+            (Some((listener, acceptor)), Some(minter)) => {
+                let address = listener.local_addr()?;
+                tracing::info!(address = %address, "upstream identity keys also served on https://{address}");
+                Some(tokio::spawn(jwks::serve(
+                    listener,
+                    acceptor,
+                    minter,
+                    stopped.clone(),
+                )))
+            }
+            _ => None,
+        };
         let admin = tokio::spawn(admin::serve(
             self.admin_listener,
             self.admin,
@@ -174,7 +222,10 @@ impl App {
         if let Some(task) = token_refresh {
             task.abort();
         }
-        if let Some(task) = jwks_refresh {
+        for task in [jwks_refresh, key_refresh, jwks_server]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         if let Some(reloader) = reloader {

@@ -178,6 +178,22 @@ async fn handle(
     let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // The upstream identity keys: public, answered here, never forwarded.
+    if let Some(minter) = shared.forwarder.minter()
+        && let Some(response) = crate::jwks::answer(minter, &request)
+    {
+        tracing::info!(
+            target: "access",
+            method = %method,
+            path = %path,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            peer = %peer.ip(),
+            outcome = "served",
+            "request"
+        );
+        return response;
+    }
     // A refusal carries the method the request tried (for the audit line and the metrics).
     let decision = match shared
         .authenticator

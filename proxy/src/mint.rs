@@ -1,0 +1,548 @@
+//! Identity tokens for the upstream (`upstream_identity = "jwt"`): a JWT per user, signed by
+//! this proxy, cached and reused for three quarters of its lifetime; the public keys published
+//! as a JWKS with a minimal OpenID discovery document.
+//!
+//! Keys rotate without downtime. A generated key is replaced every `upstream_jwt_key_rotation`
+//! by a key that was already published for a whole period (so upstreams that cache the JWKS
+//! know it before its first token); a key file is reloaded when it changes. A replaced key
+//! stays published for the token lifetime plus a leeway, so no token in flight is orphaned.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bytes::Bytes;
+use http::HeaderValue;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use crate::config::{MintAlgorithm, UpstreamJwt};
+use crate::identity::{AuthMethod, Identity};
+
+/// How long a replaced key stays published beyond the token lifetime (clock skew, caches).
+const LEEWAY: Duration = Duration::from_secs(60);
+/// Users whose tokens are kept; past it, expired entries go, then all.
+const MAX_CACHED: usize = 10_000;
+
+/// Why the signing key cannot be loaded or made.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream_jwt_key_file {path}: {reason}")]
+pub struct KeyError {
+    path: String,
+    reason: String,
+}
+
+fn key_error(path: &Path, reason: impl Into<String>) -> KeyError {
+    KeyError {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+enum Signer {
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// One signing key with its public JWK.
+struct SigningKey {
+    kid: String,
+    algorithm: MintAlgorithm,
+    signer: Signer,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn generate(algorithm: MintAlgorithm) -> Result<Self, String> {
+        let rng = SystemRandom::new();
+        let fail = |e: aws_lc_rs::error::Unspecified| format!("cannot generate a key: {e}");
+        let pkcs8 = match algorithm {
+            MintAlgorithm::Es256 => Zeroizing::new(
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(fail)?
+                    .as_ref()
+                    .to_vec(),
+            ),
+            MintAlgorithm::EdDsa => Zeroizing::new(
+                Ed25519KeyPair::generate_pkcs8(&rng)
+                    .map_err(fail)?
+                    .as_ref()
+                    .to_vec(),
+            ),
+            MintAlgorithm::Rs256 => {
+                let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(fail)?;
+                Zeroizing::new(pair.as_der().map_err(fail)?.as_ref().to_vec())
+            }
+        };
+        Self::from_pkcs8(&pkcs8)
+    }
+
+    /// A PKCS#8 key: P-256 (ES256), RSA (RS256) or Ed25519 (EdDSA).
+    fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
+        let (algorithm, signer, jwk) = if let Ok(k) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+        {
+            let point = k.public_key().as_ref();
+            let (x, y) = point[1..].split_at(32);
+            let jwk = json!({"kty": "EC", "crv": "P-256", "x": B64.encode(x), "y": B64.encode(y)});
+            (MintAlgorithm::Es256, Signer::Ec(k), jwk)
+        } else if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
+            if k.public_modulus_len() < 256 {
+                return Err("an RSA key must have at least 2048 bits".into());
+            }
+            let public = k.public_key();
+            let jwk = json!({
+                "kty": "RSA",
+                "n": B64.encode(public.modulus().big_endian_without_leading_zero()),
+                "e": B64.encode(public.exponent().big_endian_without_leading_zero()),
+            });
+            (MintAlgorithm::Rs256, Signer::Rsa(k), jwk)
+        } else if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            let jwk =
+                json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(k.public_key().as_ref())});
+            (MintAlgorithm::EdDsa, Signer::Ed(k), jwk)
+        } else {
+            return Err(
+                "not a P-256, RSA or Ed25519 private key in PKCS#8 (convert one with \
+                 `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8`)"
+                    .into(),
+            );
+        };
+        let kid = thumbprint(&jwk);
+        let mut jwk = jwk;
+        jwk["kid"] = Value::String(kid.clone());
+        jwk["alg"] = Value::String(algorithm.as_str().into());
+        jwk["use"] = Value::String("sig".into());
+        Ok(Self {
+            kid,
+            algorithm,
+            signer,
+            jwk,
+        })
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let rng = SystemRandom::new();
+        let fail = |e: aws_lc_rs::error::Unspecified| format!("signing failed: {e}");
+        match &self.signer {
+            Signer::Ec(k) => Ok(k.sign(&rng, message).map_err(fail)?.as_ref().to_vec()),
+            Signer::Ed(k) => Ok(k.sign(message).as_ref().to_vec()),
+            Signer::Rsa(k) => {
+                let mut out = vec![0; k.public_modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut out)
+                    .map_err(fail)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// The RFC 7638 thumbprint of a public JWK (its required members, sorted, no spaces).
+fn thumbprint(jwk: &Value) -> String {
+    let members: &[&str] = match jwk["kty"].as_str() {
+        Some("RSA") => &["e", "kty", "n"],
+        Some("EC") => &["crv", "kty", "x", "y"],
+        _ => &["crv", "kty", "x"],
+    };
+    let body: Vec<String> = members
+        .iter()
+        .map(|m| format!("\"{m}\":{}", jwk[*m]))
+        .collect();
+    B64.encode(Sha256::digest(format!("{{{}}}", body.join(",")).as_bytes()))
+}
+
+/// The keys in use: the active one signs, the next one (generated keys) and the retired ones
+/// (until their tokens have expired) are published too.
+struct KeySet {
+    active: Arc<SigningKey>,
+    next: Option<Arc<SigningKey>>,
+    retired: Vec<(Arc<SigningKey>, Instant)>,
+    /// Bumped at each rotation: cached tokens of older generations are re-minted.
+    generation: u64,
+    /// The key file's state when it was read (None for generated keys).
+    file_stamp: Option<FileStamp>,
+}
+
+type FileStamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> FileStamp {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())))
+}
+
+fn read_key_file(path: &Path) -> Result<SigningKey, KeyError> {
+    let text = Zeroizing::new(std::fs::read(path).map_err(|e| key_error(path, e.to_string()))?);
+    let block = pem::parse(&*text).map_err(|e| key_error(path, format!("not PEM: {e}")))?;
+    if block.tag() != "PRIVATE KEY" {
+        return Err(key_error(
+            path,
+            format!(
+                "a PEM {} is not a PKCS#8 PRIVATE KEY (convert it with `openssl pkcs8 -topk8 \
+                 -nocrypt -in KEY -out KEY.p8`)",
+                block.tag()
+            ),
+        ));
+    }
+    let der = Zeroizing::new(block.into_contents());
+    SigningKey::from_pkcs8(&der).map_err(|e| key_error(path, e))
+}
+
+struct Cached {
+    value: HeaderValue,
+    generation: u64,
+    refresh_at: Instant,
+}
+
+/// Mints and caches the upstream identity tokens; serves the public keys.
+pub struct Minter {
+    config: UpstreamJwt,
+    keys: ArcSwap<KeySet>,
+    cache: Mutex<HashMap<(String, AuthMethod), Cached>>,
+    jwks_path: String,
+    discovery_path: String,
+}
+
+impl Minter {
+    pub fn new(config: &UpstreamJwt) -> Result<Self, KeyError> {
+        let (active, next, file_stamp) = match &config.key_file {
+            Some(path) => {
+                let key = read_key_file(path)?;
+                if let Some(wanted) = config.algorithm
+                    && wanted != key.algorithm
+                {
+                    return Err(key_error(
+                        path,
+                        format!(
+                            "holds a {} key but upstream_jwt_algorithm is {}",
+                            key.algorithm.as_str(),
+                            wanted.as_str()
+                        ),
+                    ));
+                }
+                (key, None, Some(stamp(path)))
+            }
+            None => {
+                let algorithm = config.algorithm.unwrap_or_default();
+                let generate = |_| {
+                    SigningKey::generate(algorithm)
+                        .map_err(|e| key_error(Path::new("(generated)"), e))
+                };
+                (generate(0)?, Some(Arc::new(generate(1)?)), None)
+            }
+        };
+        Ok(Self {
+            jwks_path: format!("{}/.well-known/jwks.json", config.issuer_path),
+            discovery_path: format!("{}/.well-known/openid-configuration", config.issuer_path),
+            config: config.clone(),
+            keys: ArcSwap::from_pointee(KeySet {
+                active: Arc::new(active),
+                next,
+                retired: Vec::new(),
+                generation: 0,
+                file_stamp,
+            }),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `Bearer <token>` for this identity: a cached token while it has a quarter of its
+    /// lifetime left and its key is still the active one, else a new one.
+    pub fn authorization(&self, identity: &Identity) -> Result<HeaderValue, String> {
+        let keys = self.keys.load();
+        let key = (identity.user.clone(), identity.method);
+        let now = Instant::now();
+        if let Ok(cache) = self.cache.lock()
+            && let Some(c) = cache.get(&key)
+            && c.generation == keys.generation
+            && now < c.refresh_at
+        {
+            return Ok(c.value.clone());
+        }
+        let token = self.mint(&keys.active, identity)?;
+        let value = HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|e| format!("token not header-safe: {e}"))?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= MAX_CACHED {
+                cache.retain(|_, c| now < c.refresh_at);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                key,
+                Cached {
+                    value: value.clone(),
+                    generation: keys.generation,
+                    refresh_at: now + self.config.lifetime * 3 / 4,
+                },
+            );
+        }
+        Ok(value)
+    }
+
+    fn mint(&self, key: &SigningKey, identity: &Identity) -> Result<String, String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        let mut jti = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut jti)
+            .map_err(|e| format!("no randomness: {e}"))?;
+        let header = json!({"alg": key.algorithm.as_str(), "typ": "JWT", "kid": key.kid});
+        let claims = json!({
+            "iss": self.config.issuer,
+            "sub": identity.user,
+            "email": identity.user,
+            "aud": self.config.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.config.lifetime.as_secs(),
+            "jti": B64.encode(jti),
+            "auth_method": identity.method.as_str(),
+        });
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let signature = key.sign(signing_input.as_bytes())?;
+        Ok(format!("{signing_input}.{}", B64.encode(signature)))
+    }
+
+    /// The document served at `path` (JWKS or discovery), if it is one of the two.
+    pub fn document(&self, path: &str) -> Option<Bytes> {
+        if path == self.jwks_path {
+            Some(Bytes::from(self.jwks().to_string()))
+        } else if path == self.discovery_path {
+            let keys = self.keys.load();
+            Some(Bytes::from(
+                json!({
+                    "issuer": self.config.issuer,
+                    "jwks_uri": format!("{}/.well-known/jwks.json", self.config.issuer),
+                    "id_token_signing_alg_values_supported": [keys.active.algorithm.as_str()],
+                    "subject_types_supported": ["public"],
+                    "response_types_supported": ["id_token"],
+                    "claims_supported": ["iss", "sub", "email", "aud", "iat", "nbf", "exp", "jti", "auth_method"],
+                })
+                .to_string(),
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The published public keys: active, next, and retired ones still in their grace time.
+    pub fn jwks(&self) -> Value {
+        let keys = self.keys.load();
+        let now = Instant::now();
+        let mut list = vec![keys.active.jwk.clone()];
+        list.extend(keys.next.iter().map(|k| k.jwk.clone()));
+        list.extend(
+            keys.retired
+                .iter()
+                .filter(|(_, until)| now < *until)
+                .map(|(k, _)| k.jwk.clone()),
+        );
+        json!({ "keys": list })
+    }
+
+    /// Replaces the active key by `new` (and `next`), keeping the old one published.
+    fn rotate(
+        &self,
+        new: Arc<SigningKey>,
+        next: Option<Arc<SigningKey>>,
+        file_stamp: Option<FileStamp>,
+    ) {
+        let current = self.keys.load_full();
+        let now = Instant::now();
+        let mut retired: Vec<_> = current
+            .retired
+            .iter()
+            .filter(|(_, until)| now < *until)
+            .cloned()
+            .collect();
+        retired.push((current.active.clone(), now + self.config.lifetime + LEEWAY));
+        tracing::info!(
+            old_kid = %current.active.kid,
+            new_kid = %new.kid,
+            "upstream identity signing key rotated"
+        );
+        self.keys.store(Arc::new(KeySet {
+            active: new,
+            next,
+            retired,
+            generation: current.generation + 1,
+            file_stamp,
+        }));
+    }
+
+    /// Rotates a generated key every period; reloads a key file when it changes (checked every
+    /// `poll`). A broken new file is logged and the current key kept.
+    pub async fn keep_fresh(self: Arc<Self>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+        let period = match &self.config.key_file {
+            Some(_) => poll,
+            None => self.config.key_rotation,
+        };
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = ticker.tick() => {}
+            }
+            match &self.config.key_file {
+                Some(path) => self.reload_file(path),
+                None => self.rotate_generated().await,
+            }
+        }
+    }
+
+    fn reload_file(&self, path: &Path) {
+        let now = stamp(path);
+        let current = self.keys.load();
+        if current.file_stamp.as_ref() == Some(&now) {
+            return;
+        }
+        match read_key_file(path) {
+            Ok(key) if key.kid == current.active.kid => {
+                self.keys.store(Arc::new(KeySet {
+                    active: current.active.clone(),
+                    next: None,
+                    retired: current.retired.clone(),
+                    generation: current.generation,
+                    file_stamp: Some(now),
+                }));
+            }
+            Ok(key) => self.rotate(Arc::new(key), None, Some(now)),
+            Err(e) => {
+                tracing::error!(error = %e, "upstream identity key reload failed; keeping the current key");
+                // Not retried until the file changes again.
+                self.keys.store(Arc::new(KeySet {
+                    active: current.active.clone(),
+                    next: None,
+                    retired: current.retired.clone(),
+                    generation: current.generation,
+                    file_stamp: Some(now),
+                }));
+            }
+        }
+    }
+
+    async fn rotate_generated(&self) {
+        let algorithm = self.config.algorithm.unwrap_or_default();
+        let made = tokio::task::spawn_blocking(move || SigningKey::generate(algorithm)).await;
+        let next = match made {
+            Ok(Ok(k)) => Arc::new(k),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot make the next upstream identity key; keeping the current one");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "key generation task failed");
+                return;
+            }
+        };
+        let current = self.keys.load_full();
+        let new = current.next.clone().unwrap_or_else(|| next.clone());
+        self.rotate(new, Some(next), None);
+    }
+}
+
+impl std::fmt::Debug for Minter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minter")
+            .field("issuer", &self.config.issuer)
+            .field("kid", &self.keys.load().active.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(algorithm: MintAlgorithm) -> UpstreamJwt {
+        UpstreamJwt {
+            issuer: "https://proxy.test:9998".into(),
+            issuer_path: String::new(),
+            audience: "kms".into(),
+            lifetime: Duration::from_secs(60),
+            algorithm: Some(algorithm),
+            key_file: None,
+            key_rotation: Duration::from_secs(3600),
+            jwks_address: None,
+        }
+    }
+
+    #[test]
+    fn tokens_verify_with_the_published_key() {
+        for algorithm in [
+            MintAlgorithm::Es256,
+            MintAlgorithm::Rs256,
+            MintAlgorithm::EdDsa,
+        ] {
+            let minter = Minter::new(&config(algorithm)).unwrap_or_else(|e| panic!("{e}"));
+            let alice = Identity::new("alice", AuthMethod::Mtls);
+            let header = minter
+                .authorization(&alice)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let token = header
+                .to_str()
+                .unwrap_or_default()
+                .trim_start_matches("Bearer ")
+                .to_owned();
+            // Cached: the same token again; another user gets another token.
+            assert_eq!(minter.authorization(&alice).ok(), Some(header.clone()));
+            let bob = Identity::new("bob", AuthMethod::Jwt);
+            assert_ne!(minter.authorization(&bob).ok(), Some(header));
+            // jsonwebtoken (another implementation) verifies it with the JWKS.
+            let jwks: jsonwebtoken::jwk::JwkSet =
+                serde_json::from_value(minter.jwks()).unwrap_or_else(|e| panic!("{e}"));
+            let kid = jsonwebtoken::decode_header(&token)
+                .ok()
+                .and_then(|h| h.kid)
+                .unwrap_or_default();
+            let jwk = jwks.find(&kid).unwrap_or_else(|| panic!("kid {kid}"));
+            let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap_or_else(|e| panic!("{e}"));
+            let alg = match algorithm {
+                MintAlgorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+                MintAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
+                MintAlgorithm::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+            };
+            let mut validation = jsonwebtoken::Validation::new(alg);
+            validation.set_audience(&["kms"]);
+            validation.set_issuer(&["https://proxy.test:9998"]);
+            let data = jsonwebtoken::decode::<Value>(&token, &key, &validation)
+                .unwrap_or_else(|e| panic!("{algorithm:?}: {e}"));
+            assert_eq!(data.claims["sub"], "alice");
+            assert_eq!(data.claims["auth_method"], "mtls");
+            // Two keys published (active and next); the discovery document names the JWKS.
+            assert_eq!(jwks.keys.len(), 2);
+            let discovery: Value = serde_json::from_slice(
+                &minter
+                    .document("/.well-known/openid-configuration")
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default();
+            assert_eq!(
+                discovery["jwks_uri"],
+                "https://proxy.test:9998/.well-known/jwks.json"
+            );
+            assert!(minter.document("/other").is_none());
+            assert!(!minter.jwks().to_string().contains("\"d\""));
+        }
+    }
+}
