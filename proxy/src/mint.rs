@@ -162,11 +162,14 @@ fn thumbprint(jwk: &Value) -> String {
     B64.encode(Sha256::digest(format!("{{{}}}", body.join(",")).as_bytes()))
 }
 
-/// The keys in use: the active one signs, the next one (generated keys) and the retired ones
-/// (until their tokens have expired) are published too.
+/// The keys in use: the active one signs; the next one and the retired ones (until their
+/// tokens have expired) are published too.
+#[derive(Clone)]
 struct KeySet {
     active: Arc<SigningKey>,
     next: Option<Arc<SigningKey>>,
+    /// When a new key file's key takes over (it is published from the moment it is read).
+    next_signs_at: Option<Instant>,
     retired: Vec<(Arc<SigningKey>, Instant)>,
     /// Bumped at each rotation: cached tokens of older generations are re-minted.
     generation: u64,
@@ -249,6 +252,7 @@ impl Minter {
             keys: ArcSwap::from_pointee(KeySet {
                 active: Arc::new(active),
                 next,
+                next_signs_at: None,
                 retired: Vec::new(),
                 generation: 0,
                 file_stamp,
@@ -359,52 +363,52 @@ impl Minter {
         json!({ "keys": list })
     }
 
-    /// Replaces the active key by `new` (and `next`), keeping the old one published.
-    fn rotate(
-        &self,
-        new: Arc<SigningKey>,
-        next: Option<Arc<SigningKey>>,
-        file_stamp: Option<FileStamp>,
-    ) {
-        let current = self.keys.load_full();
+    /// Makes `set.next` the active key (a new `next` given), keeping the old one published.
+    fn rotate(&self, mut set: KeySet, next: Option<Arc<SigningKey>>) {
+        let Some(new) = set.next.take() else { return };
         let now = Instant::now();
-        let mut retired: Vec<_> = current
-            .retired
-            .iter()
-            .filter(|(_, until)| now < *until)
-            .cloned()
-            .collect();
-        retired.push((current.active.clone(), now + self.config.lifetime + LEEWAY));
+        set.retired.retain(|(_, until)| now < *until);
+        set.retired
+            .push((set.active.clone(), now + self.config.lifetime + LEEWAY));
         tracing::info!(
-            old_kid = %current.active.kid,
+            old_kid = %set.active.kid,
             new_kid = %new.kid,
             "upstream identity signing key rotated"
         );
-        self.keys.store(Arc::new(KeySet {
-            active: new,
-            next,
-            retired,
-            generation: current.generation + 1,
-            file_stamp,
-        }));
+        set.active = new;
+        set.next = next;
+        set.next_signs_at = None;
+        set.generation += 1;
+        self.keys.store(Arc::new(set));
     }
 
     /// Rotates a generated key every period; reloads a key file when it changes (checked every
-    /// `poll`). A broken new file is logged and the current key kept.
+    /// `poll`): its key is published at once and signs `publish_ahead` later. A broken new
+    /// file is logged and the current key kept.
     pub async fn keep_fresh(self: Arc<Self>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
         let period = match &self.config.key_file {
-            Some(_) => poll,
+            Some(_) => poll.min(Duration::from_secs(1)),
             None => self.config.key_rotation,
         };
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_poll = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = ticker.tick() => {}
             }
             match &self.config.key_file {
-                Some(path) => self.reload_file(path),
+                Some(path) => {
+                    if last_poll.elapsed() >= poll {
+                        last_poll = Instant::now();
+                        self.reload_file(path);
+                    }
+                    let set = self.keys.load_full();
+                    if set.next_signs_at.is_some_and(|at| Instant::now() >= at) {
+                        self.rotate(KeySet::clone(&set), None);
+                    }
+                }
                 None => self.rotate_generated().await,
             }
         }
@@ -412,33 +416,34 @@ impl Minter {
 
     fn reload_file(&self, path: &Path) {
         let now = stamp(path);
-        let current = self.keys.load();
-        if current.file_stamp.as_ref() == Some(&now) {
+        let mut set = KeySet::clone(&self.keys.load());
+        if set.file_stamp.as_ref() == Some(&now) {
             return;
         }
+        set.file_stamp = Some(now);
         match read_key_file(path) {
-            Ok(key) if key.kid == current.active.kid => {
-                self.keys.store(Arc::new(KeySet {
-                    active: current.active.clone(),
-                    next: None,
-                    retired: current.retired.clone(),
-                    generation: current.generation,
-                    file_stamp: Some(now),
-                }));
+            // Back to the active key: forget a pending one.
+            Ok(key) if key.kid == set.active.kid => {
+                set.next = None;
+                set.next_signs_at = None;
             }
-            Ok(key) => self.rotate(Arc::new(key), None, Some(now)),
+            Ok(key) if set.next.as_ref().is_some_and(|n| n.kid == key.kid) => {}
+            Ok(key) => {
+                let ahead = self.config.publish_ahead;
+                tracing::info!(
+                    kid = %key.kid,
+                    signs_in_seconds = ahead.as_secs_f64(),
+                    "new upstream identity key published"
+                );
+                set.next = Some(Arc::new(key));
+                set.next_signs_at = Some(Instant::now() + ahead);
+            }
             Err(e) => {
-                tracing::error!(error = %e, "upstream identity key reload failed; keeping the current key");
                 // Not retried until the file changes again.
-                self.keys.store(Arc::new(KeySet {
-                    active: current.active.clone(),
-                    next: None,
-                    retired: current.retired.clone(),
-                    generation: current.generation,
-                    file_stamp: Some(now),
-                }));
+                tracing::error!(error = %e, "upstream identity key reload failed; keeping the current key");
             }
         }
+        self.keys.store(Arc::new(set));
     }
 
     async fn rotate_generated(&self) {
@@ -455,9 +460,11 @@ impl Minter {
                 return;
             }
         };
-        let current = self.keys.load_full();
-        let new = current.next.clone().unwrap_or_else(|| next.clone());
-        self.rotate(new, Some(next), None);
+        let mut set = KeySet::clone(&self.keys.load());
+        if set.next.is_none() {
+            set.next = Some(next.clone());
+        }
+        self.rotate(set, Some(next));
     }
 }
 
@@ -483,6 +490,7 @@ mod tests {
             algorithm: Some(algorithm),
             key_file: None,
             key_rotation: Duration::from_secs(3600),
+            publish_ahead: Duration::from_secs(60),
             jwks_address: None,
         }
     }

@@ -55,6 +55,7 @@ pub struct RawUpstreamIdentity {
     pub algorithm: Option<MintAlgorithm>,
     pub key_file: Option<PathBuf>,
     pub key_rotation: f64,
+    pub publish_ahead: f64,
     pub jwks_address: Option<String>,
 }
 
@@ -72,6 +73,9 @@ pub struct UpstreamJwt {
     pub key_file: Option<PathBuf>,
     /// How often a generated key is replaced (the next one is published a whole period ahead).
     pub key_rotation: Duration,
+    /// How long a new key file's key is published before it signs (so verifiers that cache
+    /// the JWKS know it first).
+    pub publish_ahead: Duration,
     /// A listener of its own for the well-known documents (TLS, no client certificate).
     pub jwks_address: Option<SocketAddr>,
 }
@@ -156,11 +160,17 @@ pub fn validate(
         readable_file("upstream_jwt_key_file", file)?;
     }
     let key_rotation = seconds("upstream_jwt_key_rotation", raw.key_rotation)?;
-    let lifetime = Duration::from_secs_f64(raw.lifetime);
-    if key_rotation < lifetime {
+    if key_rotation < Duration::from_secs(1) {
         return Err(invalid(
             "upstream_jwt_key_rotation",
-            "must be at least upstream_jwt_lifetime",
+            "must be at least 1 second",
+        ));
+    }
+    let lifetime = Duration::from_secs_f64(raw.lifetime);
+    if !(0.0..=3600.0).contains(&raw.publish_ahead) {
+        return Err(invalid(
+            "upstream_jwt_publish_ahead",
+            format!("{} is not between 0 and 3600 seconds", raw.publish_ahead),
         ));
     }
     let jwks_address = match raw.jwks_address {
@@ -189,6 +199,63 @@ pub fn validate(
         algorithm: raw.algorithm,
         key_file: raw.key_file,
         key_rotation,
+        publish_ahead: Duration::from_secs_f64(raw.publish_ahead),
         jwks_address,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt_mode() -> RawUpstreamIdentity {
+        RawUpstreamIdentity {
+            mode: UpstreamIdentityMode::Jwt,
+            issuer: Some("https://proxy.kms.svc:9998/".into()),
+            audience: Some("kms".into()),
+            lifetime: 60.0,
+            key_rotation: 86_400.0,
+            publish_ahead: 60.0,
+            ..RawUpstreamIdentity::default()
+        }
+    }
+
+    fn refusal(raw: RawUpstreamIdentity, tls: bool, required: bool) -> String {
+        validate(raw, tls, required)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn jwt_mode_needs_what_the_upstream_checks() {
+        let ok = validate(jwt_mode(), true, false).ok().flatten();
+        assert!(ok.is_some_and(|c| c.issuer == "https://proxy.kms.svc:9998" && c.issuer_path.is_empty()));
+        let mut raw = jwt_mode();
+        raw.issuer = Some("http://proxy:9998".into());
+        assert!(refusal(raw, true, false).contains("https://"));
+        let mut raw = jwt_mode();
+        raw.issuer = None;
+        assert!(refusal(raw, true, false).contains("upstream_jwt_issuer"));
+        let mut raw = jwt_mode();
+        raw.audience = Some(" ".into());
+        assert!(refusal(raw, true, false).contains("upstream_jwt_audience"));
+        let mut raw = jwt_mode();
+        raw.lifetime = 5.0;
+        assert!(refusal(raw, true, false).contains("upstream_jwt_lifetime"));
+        assert!(refusal(jwt_mode(), false, false).contains("insecure_http"));
+        assert!(refusal(jwt_mode(), true, true).contains("upstream_jwt_jwks_address"));
+        let mut raw = jwt_mode();
+        raw.jwks_address = Some("127.0.0.1:9470".into());
+        assert!(validate(raw, true, true).is_ok_and(|c| c.is_some()));
+        // Header mode refuses the jwt keys instead of ignoring them.
+        let mut raw = jwt_mode();
+        raw.mode = UpstreamIdentityMode::Header;
+        assert!(refusal(raw, true, false).contains("only used with upstream_identity"));
+        let header = RawUpstreamIdentity {
+            lifetime: 60.0,
+            ..RawUpstreamIdentity::default()
+        };
+        assert!(validate(header, true, true).is_ok_and(|c| c.is_none()));
+    }
 }
