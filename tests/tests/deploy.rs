@@ -245,6 +245,12 @@ fn overlays_render_and_validate_strictly() -> Result<()> {
                 let config = kind(&objects, "ConfigMap");
                 let toml = config[0]["data"]["kms-proxy.toml"].as_str().unwrap_or("");
                 assert!(toml.contains("upstream = \"https://"), "{toml}");
+                // Each caller reaches the existing KMS as themselves, by a JWT it can verify.
+                assert!(toml.contains("upstream_identity = \"jwt\""), "{toml}");
+                let identity_mounted = containers(deployment)[0]["volumeMounts"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|v| v["name"] == "upstream-identity"));
+                assert!(identity_mounted, "the signing key Secret is not mounted");
             }
             _ => {
                 assert_eq!(names, vec!["kms-core", "kms-proxy"]);
@@ -340,5 +346,38 @@ async fn healthcheck_mode_answers_for_a_live_proxy() -> Result<()> {
         Some(1),
         "healthcheck passed with nothing listening"
     );
+    Ok(())
+}
+
+/// The overlay's kms-proxy.toml is a configuration kms-proxy accepts as it is (its files
+/// moved under a scratch directory), with the identity going upstream as a JWT.
+#[test]
+fn the_front_existing_kms_config_is_accepted() -> Result<()> {
+    let toml =
+        std::fs::read_to_string(repo().join("deploy/overlays/front-existing-kms/kms-proxy.toml"))?;
+    let pki = TestPki::new("front-existing")?;
+    let root = pki.path("etc");
+    let cert = pki.server("server", Validity::Current)?;
+    for (file, from) in [
+        ("tls/tls.crt", &cert.cert),
+        ("tls/tls.key", &cert.key),
+        ("tls/ca.crt", &pki.ca_file),
+        ("upstream/ca.crt", &pki.ca_file),
+        ("identity/signing.key", &cert.key),
+    ] {
+        let to = root.join(file);
+        std::fs::create_dir_all(to.parent().context("parent")?)?;
+        std::fs::copy(from, &to)?;
+    }
+    let config = pki.path("kms-proxy.toml");
+    std::fs::write(
+        &config,
+        toml.replace("/etc/kms/", &format!("{}/", root.display())),
+    )?;
+    let (status, stdout, stderr) = ProxyCommand::new()
+        .args(["--config", &config.display().to_string(), "--print-config"])
+        .output()?;
+    ensure!(status.success(), "{stderr}");
+    ensure!(stdout.contains("upstream_identity = \"jwt\""), "{stdout}");
     Ok(())
 }
