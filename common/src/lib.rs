@@ -2,4 +2,6 @@
 
 pub mod hex;
 pub mod log;
+pub mod metrics;
+pub mod request_id;
 pub mod signal;

@@ -156,7 +156,25 @@ fn caller(request: &Request<Incoming>) -> Result<String, KmsError> {
     }
 }
 
+/// Serves one request inside a span carrying its request id (the proxy's, else a new one),
+/// so that every line it logs can be joined with the proxy's lines.
 pub async fn handle(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+) -> Result<Response<CoreBody>, Infallible> {
+    use tracing::Instrument;
+    let id = request
+        .headers()
+        .get(kms_common::request_id::HEADER)
+        .map(HeaderValue::as_bytes)
+        .filter(|v| kms_common::request_id::acceptable(v))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let span = tracing::info_span!("request", request_id = %id);
+    serve(state, request).instrument(span).await
+}
+
+async fn serve(
     state: Arc<AppState>,
     request: Request<Incoming>,
 ) -> Result<Response<CoreBody>, Infallible> {
@@ -222,7 +240,7 @@ async fn kmip(
             ))
         }
         Err(e) => {
-            tracing::info!(target: "audit", user, operation = %ttlv.tag, uid = "", outcome = status, error = %e, "kmip");
+            tracing::info!(target: "audit", user, operation = %ttlv.tag, uid = %ttlv.requested_uid(), outcome = status, error = %e, "kmip");
             Err(e)
         }
     }
@@ -252,6 +270,31 @@ async fn access(
     let (body, _) = read_body(state, request.into_body(), 64 * 1024).await?;
     let access: AccessBody =
         serde_json::from_slice(&body).map_err(|e| KmsError::Json(e.to_string()))?;
+    let verb = if grant { "grant" } else { "revoke" };
+    let result = change_access(state, user, &access, grant).await;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(e) => e.outcome(),
+    };
+    state.metrics.access_changed(verb, outcome);
+    let operations = access.operation_types.join(",");
+    match &result {
+        Ok(_) => {
+            tracing::info!(target: "audit", user, operation = verb, uid = %access.unique_identifier, grantee = %access.user_id, operations = %operations, outcome, "access");
+        }
+        Err(e) => {
+            tracing::info!(target: "audit", user, operation = verb, uid = %access.unique_identifier, grantee = %access.user_id, operations = %operations, outcome, error = %e, "access");
+        }
+    }
+    result
+}
+
+async fn change_access(
+    state: &AppState,
+    user: &str,
+    access: &AccessBody,
+    grant: bool,
+) -> Result<Response<CoreBody>, KmsError> {
     let grants = Operation::grant_names();
     if let Some(bad) = access
         .operation_types
@@ -270,7 +313,7 @@ async fn access(
         ));
     }
     may_manage(state, user, &access.unique_identifier).await?;
-    let (verb, done) = if grant {
+    let done = if grant {
         state
             .kms
             .store
@@ -280,7 +323,7 @@ async fn access(
                 &access.operation_types,
             )
             .await?;
-        ("grant", "added")
+        "added"
     } else {
         state
             .kms
@@ -291,9 +334,8 @@ async fn access(
                 &access.operation_types,
             )
             .await?;
-        ("revoke", "deleted")
+        "deleted"
     };
-    tracing::info!(target: "audit", user, operation = verb, uid = %access.unique_identifier, grantee = %access.user_id, outcome = "success", "access");
     Ok(json(
         &serde_json::json!({ "success": format!("Access for {} successfully {done}", access.user_id) }),
     ))

@@ -67,7 +67,7 @@ pub fn load_wrappers(flags: &Config) -> Result<wrapping::Wrappers, StartError> {
     let hsm = match flags.hsm().map_err(StartError::Config)? {
         Some(config) => {
             let hsm = hsm::Hsm::open(&config)?;
-            tracing::info!(module = %config.module.display(), kek = ?config.kek_label, "HSM opened");
+            tracing::info!(module = %config.module.display(), kek = %config.kek_label.as_deref().unwrap_or(""), "HSM opened");
             Some(Arc::new(hsm))
         }
         None => None,

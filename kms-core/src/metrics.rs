@@ -1,4 +1,5 @@
-//! Prometheus metrics of the core: operations by name and outcome, latency, database pool.
+//! Prometheus metrics of the core: operations by name and outcome, latency, access-right
+//! changes, database pool, and the process metrics and build info both binaries export.
 //! Operation labels are bounded: the names of [`crate::kmip::operation::Operation`],
 //! `RequestMessage`, or `other`.
 
@@ -10,6 +11,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, 
 pub struct Metrics {
     operations: IntCounterVec,
     duration: HistogramVec,
+    access_changes: IntCounterVec,
     pub pool: IntGaugeVec,
 }
 
@@ -33,6 +35,13 @@ impl Metrics {
                 ]),
                 &["operation"],
             )?,
+            access_changes: IntCounterVec::new(
+                Opts::new(
+                    "kms_core_access_changes_total",
+                    "Access-right grants and revokes, by operation and outcome",
+                ),
+                &["operation", "outcome"],
+            )?,
             pool: IntGaugeVec::new(
                 Opts::new(
                     "kms_core_db_pool_connections",
@@ -43,8 +52,18 @@ impl Metrics {
         };
         registry.register(Box::new(metrics.operations.clone()))?;
         registry.register(Box::new(metrics.duration.clone()))?;
+        registry.register(Box::new(metrics.access_changes.clone()))?;
         registry.register(Box::new(metrics.pool.clone()))?;
+        kms_common::metrics::register_process(registry)?;
+        kms_common::metrics::register_build_info(registry, "kms_core_build_info")?;
         Ok(metrics)
+    }
+
+    /// A grant or revoke of access rights (`operation` is `grant` or `revoke`).
+    pub fn access_changed(&self, operation: &'static str, outcome: &str) {
+        self.access_changes
+            .with_label_values(&[operation, outcome])
+            .inc();
     }
 
     pub fn observe(&self, op: &'static str, outcome: &str, elapsed: Duration) {

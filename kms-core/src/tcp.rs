@@ -86,7 +86,7 @@ impl ClientCertVerifier for ProxyOnly {
         match common_name(end_entity) {
             Some(cn) if self.allowed.contains(&cn) => Ok(verified),
             cn => {
-                tracing::warn!(cn = ?cn, "refused a client certificate whose CN is not an allowed proxy");
+                tracing::warn!(cn = %cn.as_deref().unwrap_or(""), "refused a client certificate whose CN is not an allowed proxy");
                 Err(rustls::Error::General(
                     "client certificate CN is not allowed".into(),
                 ))

@@ -88,18 +88,25 @@ async fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Prox
                     "application/json",
                     body.to_string().into_bytes(),
                 )
-            } else if state.forwarder.probe(Duration::from_secs(2)).await {
-                text(
-                    StatusCode::OK,
-                    "application/json",
-                    br#"{"ready":true}"#.to_vec(),
-                )
             } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    br#"{"ready":false,"reason":"upstream not answering"}"#.to_vec(),
-                )
+                match state.forwarder.probe(Duration::from_secs(2)).await {
+                    Ok(()) => text(
+                        StatusCode::OK,
+                        "application/json",
+                        br#"{"ready":true}"#.to_vec(),
+                    ),
+                    Err(cause) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "application/json",
+                        serde_json::json!({
+                            "ready": false,
+                            "reason": "upstream not answering",
+                            "cause": cause,
+                        })
+                        .to_string()
+                        .into_bytes(),
+                    ),
+                }
             }
         }
         _ => json_error(StatusCode::NOT_FOUND, "not found"),

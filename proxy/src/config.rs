@@ -454,6 +454,27 @@ pub struct AuthFlags {
     pub jwt_cache_size: Option<u64>,
 }
 
+/// The command line, with each option's environment variable shown in `--help`.
+pub fn parse_flags() -> Flags {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Flags::command().mut_args(|arg| {
+        let id = arg.get_id().as_str().to_owned();
+        if matches!(
+            id.as_str(),
+            "config" | "print_config" | "healthcheck" | "help" | "version"
+        ) {
+            return arg;
+        }
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        arg.help(format!(
+            "{help} [env: {ENV_PREFIX}{}]",
+            id.to_ascii_uppercase()
+        ))
+    });
+    let matches = command.get_matches();
+    Flags::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -541,13 +562,33 @@ impl figment::Provider for DotEnv {
     }
 }
 
+/// `KMS_PROXY_CONFIG` as a `.env` file sets it, if it does.
+fn dotenv_config_file(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let err = |e: dotenvy::Error| ConfigError::DotEnv {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    for item in dotenvy::from_path_iter(path).map_err(err)? {
+        let (name, value) = item.map_err(err)?;
+        if name == "KMS_PROXY_CONFIG" {
+            return Ok(Some(PathBuf::from(value)));
+        }
+    }
+    Ok(None)
+}
+
 /// Merge every source into the raw configuration.
 pub fn load(flags: &Flags) -> Result<RawConfig, ConfigError> {
     let known = known_keys();
-    let file = flags
-        .config
-        .clone()
-        .or_else(|| std::env::var_os("KMS_PROXY_CONFIG").map(PathBuf::from));
+    // The file named by the flag, the environment, or `.env` (the same precedence as values).
+    let file = match (&flags.config, std::env::var_os("KMS_PROXY_CONFIG")) {
+        (Some(file), _) => Some(file.clone()),
+        (None, Some(file)) => Some(PathBuf::from(file)),
+        (None, None) => dotenv_config_file(Path::new(".env"))?,
+    };
     let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
     if let Some(file) = file {
         if !file.is_file() {
@@ -583,6 +624,17 @@ pub enum Upstream {
     Unix(PathBuf),
     Http { host: String, port: u16 },
     Https { host: String, port: u16 },
+}
+
+/// As it was configured: `unix:/path`, `http://host:port` or `https://host:port`.
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Http { .. } => write!(f, "http://{}", self.authority()),
+            Self::Https { .. } => write!(f, "https://{}", self.authority()),
+        }
+    }
 }
 
 impl Upstream {

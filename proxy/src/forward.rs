@@ -102,13 +102,43 @@ impl Connection for UpstreamStream {
     }
 }
 
-/// Why a connection to the upstream could not be made.
+/// Why a connection to the upstream could not be made; its source says what the system or
+/// the TLS library reported.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream connection failed ({kind:?}): {source}")]
+#[error("{}", describe_connect(*.kind))]
 pub struct ConnectError {
     pub kind: UpstreamErrorKind,
     #[source]
     source: io::Error,
+}
+
+fn describe_connect(kind: UpstreamErrorKind) -> &'static str {
+    match kind {
+        UpstreamErrorKind::Connect => "cannot connect to the upstream",
+        UpstreamErrorKind::ConnectTimeout => {
+            "no connection to the upstream within upstream_connect_timeout"
+        }
+        UpstreamErrorKind::Tls => {
+            "TLS handshake with the upstream failed (is its certificate signed by \
+             upstream_ca_cert_file and does it name the upstream host?)"
+        }
+    }
+}
+
+/// An error with its causes, each once: `client error (Connect): cannot connect to the
+/// upstream: Connection refused (os error 111)`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Opens connections to the configured upstream, with a timeout.
@@ -433,7 +463,7 @@ impl Forwarder {
                 return Err(match fault.get() {
                     Some(fault) => fault.into(),
                     None => {
-                        tracing::warn!(error = %e, "upstream request failed");
+                        tracing::warn!(error = %error_chain(&e), "upstream request failed");
                         classify(&e)
                     }
                 });
@@ -495,20 +525,22 @@ impl Forwarder {
             .map_err(|_| ProxyError::UpstreamTimeout)?
     }
 
-    /// True when the upstream answers an HTTP request on its health path (any status).
-    pub async fn probe(&self, timeout: Duration) -> bool {
-        let Ok(uri) = self.upstream_uri(&self.health_path) else {
-            return false;
-        };
+    /// Whether the upstream answers an HTTP request on its health path (any status), and if
+    /// not, why.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        let uri = self
+            .upstream_uri(&self.health_path)
+            .map_err(|_| format!("{} is not a valid path", self.health_path))?;
         let request = Request::get(uri).body(
             http_body_util::Empty::new()
                 .map_err(|never| match never {})
                 .boxed(),
         );
-        let Ok(request) = request else { return false };
-        matches!(
-            tokio::time::timeout(timeout, self.client.request(request)).await,
-            Ok(Ok(_))
-        )
+        let request = request.map_err(|e| e.to_string())?;
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(error_chain(&e)),
+            Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+        }
     }
 }

@@ -157,7 +157,7 @@ impl App {
             );
         }
         tracing::info!(address = %admin_address, "admin listening on http://{admin_address}");
-        tracing::info!(address = %address, upstream = ?self.config.upstream, "kms-proxy listening on {scheme}://{address}");
+        tracing::info!(address = %address, upstream = %self.config.upstream, "kms-proxy listening on {scheme}://{address}");
 
         let (stop, stopped) = watch::channel(false);
         let reloader = self.reload.map(|(store, source, trust)| {

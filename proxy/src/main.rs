@@ -2,16 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use kms_proxy::App;
-use kms_proxy::config::{self, Config, Flags, LogFormat};
+use kms_proxy::config::{self, Config, LogFormat};
 
 fn init_logging(format: LogFormat) {
     kms_common::log::init(matches!(format, LogFormat::Json));
 }
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let flags = config::parse_flags();
     let raw = match config::load(&flags) {
         Ok(raw) => raw,
         Err(e) => {

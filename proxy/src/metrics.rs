@@ -124,6 +124,7 @@ impl Metrics {
         registry.register(Box::new(metrics.cert_not_after.clone()))?;
         registry.register(Box::new(metrics.cert_reloads.clone()))?;
         registry.register(Box::new(metrics.build_info.clone()))?;
+        kms_common::metrics::register_process(registry)?;
         metrics
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])

@@ -165,14 +165,57 @@ impl Drop for GaugeGuard {
     }
 }
 
-/// Serves one request: decide the identity, forward, count, log.
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(kms_common::request_id::HEADER);
+
+/// The client's `X-Request-Id` when acceptable, else 128 random bits in hex.
+fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
+    if let Some(id) = headers.get(&REQUEST_ID)
+        && kms_common::request_id::acceptable(id.as_bytes())
+    {
+        return id.clone();
+    }
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        tracing::warn!("no randomness for a request id");
+    }
+    http::HeaderValue::from_str(&kms_common::hex::encode_upper(&bytes).to_ascii_lowercase())
+        .unwrap_or(http::HeaderValue::from_static("-"))
+}
+
+/// Serves one request: decide the identity, forward, count, log; the request id goes
+/// upstream, back to the client, and on every line logged for it.
 async fn handle(
     shared: Arc<Shared>,
     activity: Arc<Activity>,
     peer: SocketAddr,
     proto: &'static str,
     certificate: Arc<PeerCertificate>,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let id = request_id(request.headers());
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    let mut response = handle_identified(
+        shared,
+        activity,
+        peer,
+        proto,
+        certificate,
+        request,
+        id.to_str().unwrap_or("-"),
+    )
+    .await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+async fn handle_identified(
+    shared: Arc<Shared>,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    proto: &'static str,
+    certificate: Arc<PeerCertificate>,
     request: Request<Incoming>,
+    request_id: &str,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
@@ -187,8 +230,9 @@ async fn handle(
             method = %method,
             path = %path,
             status = response.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = micros_as_ms(started.elapsed()),
             peer = %peer.ip(),
+            request_id,
             outcome = "served",
             "request"
         );
@@ -208,7 +252,7 @@ async fn handle(
             Err((error, attempted))
         }
     };
-    audit(&shared.metrics, &path, &decision);
+    audit(&shared.metrics, &path, request_id, &decision);
     let (response, outcome, identity) = match decision {
         Ok(identity) => match shared
             .forwarder
@@ -258,19 +302,37 @@ async fn handle(
         method = %method,
         path = %path,
         status = status.as_u16(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        duration_ms = micros_as_ms(elapsed),
         user = %identity.user,
         auth_method = identity.method.as_str(),
         peer = %peer.ip(),
+        request_id,
         outcome,
         "request"
     );
     response
 }
 
+/// Milliseconds rounded to the microsecond, for log lines.
+fn micros_as_ms(elapsed: Duration) -> f64 {
+    elapsed.as_micros() as f64 / 1000.0
+}
+
 /// One audit line and one metric sample per authentication decision; never the credential.
-fn audit(metrics: &Metrics, path: &str, decision: &Result<Identity, (ProxyError, AuthMethod)>) {
+fn audit(
+    metrics: &Metrics,
+    path: &str,
+    request_id: &str,
+    decision: &Result<Identity, (ProxyError, AuthMethod)>,
+) {
     let (method, user, outcome, reason) = match decision {
+        // No method configured: nothing was verified, the default user stands in.
+        Ok(identity) if identity.method == AuthMethod::None => (
+            identity.method,
+            identity.user.as_str(),
+            "success",
+            "no authentication configured",
+        ),
         Ok(identity) => (
             identity.method,
             identity.user.as_str(),
@@ -296,6 +358,7 @@ fn audit(metrics: &Metrics, path: &str, decision: &Result<Identity, (ProxyError,
         outcome,
         reason,
         path,
+        request_id,
         "authentication decision"
     );
 }

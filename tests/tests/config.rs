@@ -58,6 +58,43 @@ fn precedence_is_flags_then_env_then_dotenv_then_file_then_defaults() -> Result<
     Ok(())
 }
 
+/// `--help` names each option's environment variable.
+#[test]
+fn help_names_the_environment_variables() -> Result<()> {
+    let (status, stdout, _) = ProxyCommand::new().args(["--help"]).output()?;
+    assert!(status.success());
+    for env in [
+        "[env: KMS_PROXY_CONFIG]",
+        "[env: KMS_UPSTREAM]",
+        "[env: KMS_TLS_CERT_FILE]",
+        "[env: KMS_JWT_ISSUER_URI]",
+        "[env: KMS_UPSTREAM_IDENTITY]",
+    ] {
+        assert!(stdout.contains(env), "{env} missing: {stdout}");
+    }
+    Ok(())
+}
+
+/// `KMS_PROXY_CONFIG` in `.env` names the file, as it would in the environment.
+#[test]
+fn the_config_file_may_be_named_in_dotenv() -> Result<()> {
+    let cmd = ProxyCommand::new().args(VALID);
+    let path = cmd.cwd().join("from-dotenv.toml");
+    std::fs::write(&path, "default_username = \"dotenv_file_user\"\n")?;
+    std::fs::write(
+        cmd.cwd().join(".env"),
+        format!("KMS_PROXY_CONFIG={}\n", path.display()),
+    )?;
+    let (status, stdout, stderr) = cmd.output()?;
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        printed_user(&stdout).as_deref(),
+        Some("dotenv_file_user"),
+        "{stdout}"
+    );
+    Ok(())
+}
+
 #[test]
 fn the_config_flag_reads_a_toml_file() -> Result<()> {
     let cmd = ProxyCommand::new();

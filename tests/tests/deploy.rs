@@ -225,6 +225,36 @@ fn overlays_render_and_validate_strictly() -> Result<()> {
         assert_eq!(kind(&objects, "PodDisruptionBudget").len(), 1, "{overlay}");
         let policies = kind(&objects, "NetworkPolicy");
         assert_eq!(policies.len(), 1, "{overlay}");
+        // The metrics ports only from the monitoring namespace; the KMS port from anywhere.
+        for rule in policies[0]["spec"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let metrics = rule["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["port"] == 9464 || p["port"] == 9465);
+            if metrics {
+                assert_eq!(
+                    rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                    "monitoring",
+                    "{overlay}: metrics ports open to every pod"
+                );
+            }
+        }
+        // The client CA comes from a Secret of its own, not the server certificate's.
+        let secrets: Vec<&str> = deployment["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["secret"]["secretName"].as_str())
+            .collect();
+        assert!(
+            secrets.contains(&"kms-proxy-tls") && secrets.contains(&"kms-client-ca"),
+            "{overlay}: {secrets:?}"
+        );
         let mut ports: Vec<i64> = policies[0]["spec"]["ingress"]
             .as_array()
             .into_iter()
@@ -282,8 +312,11 @@ fn overlays_render_and_validate_strictly() -> Result<()> {
                 );
             }
             "ha" | "monitoring" => {
-                assert!(deployment["spec"]["replicas"].as_i64() >= Some(2));
-                assert_eq!(kind(&objects, "HorizontalPodAutoscaler").len(), 1);
+                // The autoscaler owns the scale: no `replicas` to reset it at each apply.
+                assert!(deployment["spec"].get("replicas").is_none(), "{overlay}");
+                let hpa = kind(&objects, "HorizontalPodAutoscaler");
+                assert_eq!(hpa.len(), 1);
+                assert!(hpa[0]["spec"]["minReplicas"].as_i64() >= Some(2));
                 let core = core.context("core")?;
                 let url = env(core, "KMS_DATABASE_URL").context("database URL")?;
                 assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "kms-database");
@@ -361,7 +394,7 @@ fn the_front_existing_kms_config_is_accepted() -> Result<()> {
     for (file, from) in [
         ("tls/tls.crt", &cert.cert),
         ("tls/tls.key", &cert.key),
-        ("tls/ca.crt", &pki.ca_file),
+        ("client-ca/ca.crt", &pki.ca_file),
         ("upstream/ca.crt", &pki.ca_file),
         ("identity/signing.key", &cert.key),
     ] {

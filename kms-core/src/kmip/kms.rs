@@ -109,7 +109,7 @@ impl Kms {
                     children.push(Ttlv::new("ResponsePayload", done.response.value));
                 }
                 Err(e) => {
-                    tracing::info!(target: "audit", user, operation = %name, uid = "", outcome = e.outcome(), error = %e, "kmip");
+                    tracing::info!(target: "audit", user, operation = %name, uid = %payload.requested_uid(), outcome = e.outcome(), error = %e, "kmip");
                     let (reason, message) = e.reason_and_message();
                     children.push(enumeration("ResultStatus", "OperationFailed"));
                     children.push(enumeration("ResultReason", reason));

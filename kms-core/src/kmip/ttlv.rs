@@ -253,6 +253,21 @@ impl Ttlv {
         self.children().iter().find(|c| c.tag == tag)
     }
 
+    /// The uid a request names (its `UniqueIdentifier` text, at most 256 bytes), for the audit
+    /// line of a refused or failed operation; empty when it names none.
+    pub fn requested_uid(&self) -> &str {
+        match self.child("UniqueIdentifier").map(|c| &c.value) {
+            Some(Value::TextString(t)) => {
+                let mut end = t.len().min(256);
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                &t[..end]
+            }
+            _ => "",
+        }
+    }
+
     /// Every child with `tag` (a repeated tag forms a list).
     pub fn all<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Ttlv> + 'a {
         self.children().iter().filter(move |c| c.tag == tag)

@@ -268,11 +268,16 @@ impl JwtVerifier {
             })
             .collect::<Result<Vec<_>, String>>()?;
         for p in &providers {
+            let keys = match &p.config.keys {
+                crate::config::jwt::KeySource::Static => "static key files".to_owned(),
+                crate::config::jwt::KeySource::Jwks(url) => format!("JWKS {url}"),
+                crate::config::jwt::KeySource::Discovery(url) => format!("discovery {url}"),
+            };
             tracing::info!(
                 issuer = %p.config.issuer,
-                keys = ?p.config.keys,
-                audiences = ?p.config.audiences,
-                user_claim = ?p.config.user_claim,
+                keys = %keys,
+                audiences = %p.config.audiences.join(","),
+                user_claim = %p.config.user_claim.join(","),
                 "JWT identity provider configured"
             );
         }
