@@ -118,6 +118,16 @@ pub enum StartError {
     MintKey(#[from] crate::mint::KeyError),
 }
 
+impl StartError {
+    /// 2 for what the operator must fix (configuration, certificates, keys), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Tls(_) | Self::Jwt(_) | Self::MintKey(_) => 2,
+            Self::Bind { .. } | Self::Metrics(_) => 1,
+        }
+    }
+}
+
 /// A request body's fault is the client's: the status it gets.
 impl From<crate::body::BodyFault> for ProxyError {
     fn from(fault: crate::body::BodyFault) -> Self {

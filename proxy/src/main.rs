@@ -81,9 +81,9 @@ fn main() -> ExitCode {
         let app = match App::bind(config).await {
             Ok(app) => app,
             Err(e) => {
+                // Once, on the log (stderr); 2 when a file or setting must change, 1 otherwise.
                 tracing::error!(error = %e, "cannot start");
-                eprintln!("kms-proxy: {e}");
-                return ExitCode::from(1);
+                return ExitCode::from(e.exit_code());
             }
         };
         match app.run(kms_common::signal::shutdown()).await {

@@ -130,7 +130,15 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         // Make the labelled families visible at zero from the start.
-        for reason in ["timeout", "error"] {
+        for reason in [
+            "timeout",
+            "unknown_ca",
+            "expired",
+            "revoked",
+            "no_certificate",
+            "bad_certificate",
+            "protocol",
+        ] {
             metrics.tls_handshake_failures.with_label_values(&[reason]);
         }
         for kind in ["connect", "connect_timeout", "tls", "timeout", "protocol"] {

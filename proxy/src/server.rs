@@ -149,6 +149,52 @@ impl Drop for InFlight {
     }
 }
 
+/// Why a client's TLS handshake failed, as a bounded label: `unknown_ca`, `expired`,
+/// `revoked`, `no_certificate`, `bad_certificate` (any other certificate fault) or `protocol`
+/// (not TLS, no common version or cipher, the client closed or reset the connection).
+pub fn handshake_refusal(error: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    match error.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(c)) => match c {
+            CertificateError::UnknownIssuer => "unknown_ca",
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => "expired",
+            CertificateError::Revoked => "revoked",
+            _ => "bad_certificate",
+        },
+        Some(Error::NoCertificatesPresented) => "no_certificate",
+        _ => "protocol",
+    }
+}
+
+/// At most [`Self::PER_SECOND`] info lines a second (the rest at debug): a flood of bad
+/// handshakes must not flood the log.
+struct LogBudget {
+    second: AtomicU64,
+    used: AtomicU64,
+}
+
+impl LogBudget {
+    const PER_SECOND: u64 = 10;
+
+    fn allow(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.second.swap(now, Ordering::Relaxed) != now {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        self.used.fetch_add(1, Ordering::Relaxed) < Self::PER_SECOND
+    }
+}
+
+static HANDSHAKE_LOGS: LogBudget = LogBudget {
+    second: AtomicU64::new(0),
+    used: AtomicU64::new(0),
+};
+
 /// Decrements a gauge when dropped.
 struct GaugeGuard(IntGauge);
 
@@ -410,12 +456,17 @@ async fn serve_connection(
                     (Either::Left(tls), "https")
                 }
                 Ok(Err(e)) => {
+                    let reason = handshake_refusal(&e);
                     shared
                         .metrics
                         .tls_handshake_failures
-                        .with_label_values(&["error"])
+                        .with_label_values(&[reason])
                         .inc();
-                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    if HANDSHAKE_LOGS.allow() {
+                        tracing::info!(peer = %peer.ip(), reason, error = %e, "TLS handshake refused");
+                    } else {
+                        tracing::debug!(peer = %peer.ip(), reason, error = %e, "TLS handshake refused");
+                    }
                     return;
                 }
                 Err(_) => {

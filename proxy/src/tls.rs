@@ -88,10 +88,31 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let data = read(path)?;
+    let data = zeroize::Zeroizing::new(read(path)?);
+    if data
+        .windows(b"ENCRYPTED PRIVATE KEY".len())
+        .any(|w| w == b"ENCRYPTED PRIVATE KEY")
+        || data
+            .windows(b"Proc-Type: 4,ENCRYPTED".len())
+            .any(|w| w == b"Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(TlsError::BadKey {
+            path: path.to_owned(),
+            reason: "the key is encrypted with a passphrase, which kms-proxy cannot ask for; \
+                     write it unencrypted (mode 0600): openssl pkey -in KEY -out KEY.plain"
+                .into(),
+        });
+    }
     PrivateKeyDer::from_pem_slice(&data).map_err(|e| TlsError::BadKey {
         path: path.to_owned(),
-        reason: e.to_string(),
+        reason: match e {
+            rustls_pki_types::pem::Error::NoItemsFound => {
+                "no PEM private key in the file (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE \
+                 KEY\" or SEC1 \"EC PRIVATE KEY\")"
+                    .into()
+            }
+            e => e.to_string(),
+        },
     })
 }
 
@@ -156,12 +177,33 @@ pub fn load_server_cert(source: &ServerCert) -> Result<LoadedCert, TlsError> {
             path: key_path,
             reason: e.to_string(),
         })?;
+    warn_if_ca(&certs[0]);
     let certified = CertifiedKey::new(certs, signing);
     certified.keys_match().map_err(|_| TlsError::KeyMismatch)?;
     Ok(LoadedCert {
         key: Arc::new(certified),
         not_after,
     })
+}
+
+/// A CA certificate served as the server certificate works with some clients and not others
+/// (and means the CA's key sits on the server): say so.
+fn warn_if_ca(cert: &CertificateDer<'_>) {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return;
+    };
+    if parsed
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca)
+    {
+        tracing::warn!(
+            subject = %parsed.subject(),
+            "the server certificate is a CA certificate (basicConstraints CA:TRUE): serve a \
+             leaf certificate issued by that CA for this host instead"
+        );
+    }
 }
 
 fn validity(cert: &CertificateDer<'_>) -> Result<(i64, i64), TlsError> {

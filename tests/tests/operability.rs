@@ -281,3 +281,169 @@ async fn upstream_failures_name_their_cause() -> Result<()> {
     }
     Ok(())
 }
+
+/// A refused client certificate leaves an info line with the reason, and is counted by it.
+#[tokio::test]
+async fn refused_handshakes_are_logged_and_counted_by_reason() -> Result<()> {
+    let pki = kms_tests::TestPki::new("handshakes")?;
+    let other = kms_tests::TestPki::new("handshakes-other")?;
+    let cert = pki.server("server", kms_tests::Validity::Current)?;
+    let revoked = pki.client("revoked", "mallory")?;
+    let crl = pki.crl("ca", &[revoked.serial])?;
+    let proxy = ProxyCommand::new()
+        .args(kms_tests::tls_args(&cert, "unix:/nonexistent.sock"))
+        .args([
+            "--authority-cert-file",
+            &pki.ca_file.display().to_string(),
+            "--crl-file",
+            &crl.display().to_string(),
+        ])
+        .spawn()?;
+    let foreign = other.client("foreign", "eve")?;
+    let expired = pki.client_with("expired", Some("old"), kms_tests::Validity::Expired)?;
+    let cases = [
+        (None, "no_certificate"),
+        (Some(&foreign), "unknown_ca"),
+        (Some(&expired), "expired"),
+        (Some(&revoked), "revoked"),
+    ];
+    for (identity, _) in &cases {
+        let client = kms_tests::client::https_with_identity(&pki.ca_pem, *identity)?;
+        ensure!(client.get(proxy.url("/")).send().await.is_err());
+    }
+    let text = reqwest::get(proxy.admin_url("/metrics"))
+        .await?
+        .text()
+        .await?;
+    for (_, reason) in cases {
+        ensure!(
+            metric(
+                &text,
+                &format!("kms_proxy_tls_handshake_failures_total{{reason=\"{reason}\"}}")
+            ) == Some(1.0),
+            "{reason}: {text}"
+        );
+        ensure!(
+            proxy.wait_for_log(&format!("reason=\"{reason}\""), Duration::from_secs(5)),
+            "{reason}: {}",
+            proxy.logs()
+        );
+    }
+    ensure!(proxy.logs().contains("TLS handshake refused"));
+    Ok(())
+}
+
+/// Certificate and key problems at start name the cause and what to do, once, with status 2.
+#[test]
+fn certificate_problems_at_start_say_what_to_do() -> Result<()> {
+    let pki = kms_tests::TestPki::new("start-problems")?;
+    let cert = pki.server("server", kms_tests::Validity::Current)?;
+    // An encrypted private key, as `openssl pkcs8 -topk8` writes it with a passphrase.
+    let encrypted = pki.path("encrypted.key");
+    kms_tests::openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-in",
+        &cert.key.display().to_string(),
+        "-out",
+        &encrypted.display().to_string(),
+        "-passout",
+        "pass:secret",
+    ])?;
+    let (status, _, stderr) = ProxyCommand::new()
+        .args([
+            "--tls-cert-file",
+            &cert.cert.display().to_string(),
+            "--tls-key-file",
+            &encrypted.display().to_string(),
+            "--upstream",
+            "unix:/nonexistent.sock",
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--admin-address",
+            "127.0.0.1:0",
+        ])
+        .output()?;
+    ensure!(status.code() == Some(2), "{status:?}: {stderr}");
+    ensure!(
+        stderr.contains("encrypted") && stderr.contains("openssl pkey"),
+        "{stderr}"
+    );
+    ensure!(
+        stderr.matches("openssl pkey").count() == 1,
+        "printed once: {stderr}"
+    );
+    // A CA certificate as the server certificate: served, with a warning that says what to use.
+    let (ca_key, ca_cert) = (pki.path("self-ca.key"), pki.path("self-ca.pem"));
+    kms_tests::openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &ca_key.display().to_string(),
+        "-out",
+        &ca_cert.display().to_string(),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+    ])?;
+    let proxy = ProxyCommand::new()
+        .args([
+            "--tls-cert-file",
+            &ca_cert.display().to_string(),
+            "--tls-key-file",
+            &ca_key.display().to_string(),
+            "--upstream",
+            "unix:/nonexistent.sock",
+        ])
+        .spawn()?;
+    ensure!(
+        proxy
+            .logs()
+            .contains("the server certificate is a CA certificate"),
+        "{}",
+        proxy.logs()
+    );
+    Ok(())
+}
+
+/// An unreachable PostgreSQL is named (host, port, database, never the password) with the
+/// system's cause, at once rather than as a pool timeout.
+#[test]
+fn an_unreachable_database_is_named_with_its_cause() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("postgres://kms:hunter2pw@127.0.0.1:{port}/kms");
+    let started = std::time::Instant::now();
+    let (status, _, stderr) = ProxyCommand::core()
+        .args(kms_tests::stack::core_args(dir.path(), Some(&url)))
+        .output()?;
+    ensure!(!status.success());
+    ensure!(
+        stderr.contains(&format!("127.0.0.1:{port}/kms")) && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+    ensure!(
+        !stderr.contains("hunter2pw"),
+        "the password leaked: {stderr}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}

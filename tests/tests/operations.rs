@@ -58,7 +58,7 @@ async fn exports_valid_metrics_and_health() -> Result<()> {
     assert_eq!(
         metric(
             &text,
-            r#"kms_proxy_tls_handshake_failures_total{reason="error"}"#
+            r#"kms_proxy_tls_handshake_failures_total{reason="protocol"}"#
         ),
         Some(1.0)
     );

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,6 +20,10 @@ pub enum StoreError {
     NotOwner { uid: String, user: String },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error(
+        "cannot connect to the database at {location}: {cause} (is it running and reachable from here? check database_url)"
+    )]
+    Unreachable { location: String, cause: String },
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row for {uid}: {reason}")]
@@ -84,6 +88,28 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+/// `host:port/database` of a database URL, without user or password.
+fn location(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split('?').next().unwrap_or(rest).to_owned()
+}
+
+/// An error with its causes (sqlx's text alone may stop at "error communicating with database").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the database at `url`
     /// (`sqlite://path` or `postgres://...`).
@@ -111,6 +137,25 @@ impl Store {
             Backend::Sqlite
         };
         let options = AnyConnectOptions::from_str(url)?;
+        if backend == Backend::Postgres {
+            // One connection first: the pool would only say "pool timed out", dropping why.
+            let unreachable = |cause: String| StoreError::Unreachable {
+                location: location(url),
+                cause,
+            };
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                sqlx::AnyConnection::connect_with(&options),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                }
+                Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
+                Err(_) => return Err(unreachable("no answer within 10 s".into())),
+            }
+        }
         let mut pool = pool.acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _| {

@@ -86,7 +86,7 @@ async fn get_document(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, St
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|e| format!("GET {url}: {}", crate::forward::error_chain(&e)))?;
     if !response.status().is_success() {
         return Err(format!("GET {url}: HTTP {}", response.status()));
     }
@@ -102,7 +102,7 @@ async fn get_document(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, St
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?
+        .map_err(|e| format!("GET {url}: {}", crate::forward::error_chain(&e)))?
     {
         if body.len() + chunk.len() > MAX_DOCUMENT {
             return Err(format!(
