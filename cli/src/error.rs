@@ -18,7 +18,9 @@ pub enum CliError {
     PinMismatch { url: String },
     #[error("authentication refused by the KMS (401): {reason}. {hint}")]
     Unauthenticated { reason: String, hint: String },
-    #[error("permission denied: {0}")]
+    #[error(
+        "permission denied: {0}. The object's owner can grant it: ckms access-rights grant <user> -i <object id> <operation>"
+    )]
     PermissionDenied(String),
     #[error("unknown key: {0}")]
     NotFound(String),

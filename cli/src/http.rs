@@ -72,8 +72,14 @@ impl Kms {
                     "timed out".into()
                 } else if e.is_connect() {
                     "connection refused or host unknown".into()
+                } else if self.base.starts_with("http://") {
+                    // A TLS port answers plain HTTP with bytes that are not HTTP.
+                    format!(
+                        "{} (the KMS may only speak TLS: use https:// in server_url)",
+                        tls::error_text(&e)
+                    )
                 } else {
-                    e.to_string()
+                    tls::error_text(&e)
                 },
             })
         })?;

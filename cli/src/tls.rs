@@ -187,6 +187,40 @@ pub fn client_config(http: &HttpConfig) -> Result<rustls::ClientConfig, CliError
     Ok(config)
 }
 
+/// A certificate problem in words (never Rust debug text).
+fn certificate_problem(reason: &CertificateError) -> String {
+    match reason {
+        CertificateError::UnknownIssuer => "it is not signed by a CA this client trusts".into(),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            format!("it has expired: {reason}")
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            format!("it is not valid yet: {reason}")
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!("it does not name this host: {reason}")
+        }
+        CertificateError::Revoked => "it has been revoked".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A request error with its causes, each once (reqwest's own text stops at "error sending
+/// request").
+pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// What a failed request's TLS error means for the user, when it was a TLS error.
 pub fn classify(error: &(dyn std::error::Error + 'static), url: &str) -> Option<CliError> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -216,7 +250,7 @@ pub fn classify(error: &(dyn std::error::Error + 'static), url: &str) -> Option<
                 },
                 rustls::Error::InvalidCertificate(reason) => CliError::Untrusted {
                     url: url.into(),
-                    reason: format!("{reason:?}"),
+                    reason: certificate_problem(reason),
                 },
                 other => CliError::Unreachable {
                     url: url.into(),

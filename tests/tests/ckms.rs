@@ -302,6 +302,10 @@ async fn every_command_through_the_stack() -> Result<()> {
         &ckms.path("notes.sealed").display().to_string(),
     ])?;
     assert!(denied.contains("permission denied"), "{denied}");
+    assert!(
+        denied.contains("ckms access-rights grant"),
+        "the hint the README promises: {denied}"
+    );
     let granted = ckms.json(&[
         "access-rights",
         "grant",
@@ -408,7 +412,7 @@ async fn every_command_through_the_stack() -> Result<()> {
     assert!(gone.contains("unknown key"), "{gone}");
     let active = ckms.fails(&["sym", "keys", "destroy", "-k", "my-key-id"])?;
     assert!(
-        active.contains("Wrong_Key_Lifecycle_State"),
+        active.contains("Wrong_Key_Lifecycle_State") && active.contains("revoke it first"),
         "an active key cannot be destroyed: {active}"
     );
     // Usage errors exit non-zero too.

@@ -447,3 +447,30 @@ fn an_unreachable_database_is_named_with_its_cause() -> Result<()> {
     );
     Ok(())
 }
+
+/// ckms says what to do when the URL or the server's certificate is wrong, in words.
+#[tokio::test]
+async fn ckms_explains_a_wrong_url_and_an_untrusted_certificate() -> Result<()> {
+    let pki = kms_tests::TestPki::new("ckms-messages")?;
+    let cert = pki.server("server", kms_tests::Validity::Current)?;
+    let proxy = ProxyCommand::new()
+        .args(kms_tests::tls_args(&cert, "unix:/nonexistent.sock"))
+        .spawn()?;
+    let plain = kms_tests::ckms::Ckms::new(&format!(
+        "server_url = \"http://127.0.0.1:{}\"",
+        proxy.port()
+    ))?;
+    let stderr = plain.fails(&["server", "version"])?;
+    ensure!(stderr.contains("use https://"), "{stderr}");
+    let untrusted = kms_tests::ckms::Ckms::new(&format!(
+        "server_url = \"https://127.0.0.1:{}\"",
+        proxy.port()
+    ))?;
+    let stderr = untrusted.fails(&["server", "version"])?;
+    ensure!(
+        stderr.contains("not signed by a CA this client trusts")
+            && !stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -101,7 +101,22 @@ pub async fn destroy(kms: &Kms, kind: Kind, args: DestroyArgs) -> Result<Outcome
         "Enumeration",
         json!(kind.kmip()),
     ));
-    let response = kms.kmip(&kmip::by_id("Destroy", &id, extra)).await?;
+    let response = match kms.kmip(&kmip::by_id("Destroy", &id, extra)).await {
+        Err(CliError::Server { status, message })
+            if message.starts_with("Wrong_Key_Lifecycle_State") =>
+        {
+            return Err(CliError::Server {
+                status,
+                message: format!(
+                    "{message}: the {} {id} is active; revoke it first (the `revoke` command \
+                     of the same family, e.g. ckms sym keys revoke -k {id} \"reason\"), then \
+                     destroy it",
+                    kind.noun()
+                ),
+            });
+        }
+        other => other?,
+    };
     let uid = kmip::text_field(&response, "UniqueIdentifier")?;
     Ok(Outcome::new(
         format!("The {} {uid} was destroyed", kind.noun()),
