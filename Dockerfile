@@ -7,13 +7,13 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p kms-proxy -p kms-core -p kms-k8s-plugin \
+RUN cargo build --profile dist --locked -p kms-proxy -p kms-core -p kms-k8s-plugin \
         --bin kms-proxy --bin kms-core --bin kms-k8s-plugin \
-    && strip target/release/kms-proxy target/release/kms-core target/release/kms-k8s-plugin
+    && strip target/dist/kms-proxy target/dist/kms-core target/dist/kms-k8s-plugin
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/kms-proxy /src/target/release/kms-core \
-    /src/target/release/kms-k8s-plugin /usr/local/bin/
+COPY --from=build /src/target/dist/kms-proxy /src/target/dist/kms-core \
+    /src/target/dist/kms-k8s-plugin /usr/local/bin/
 USER 65532:65532
 EXPOSE 9998 9464 9465
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \

@@ -10,9 +10,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${KMS_STACK_DIR:-data}
 profile=${KMS_STACK_PROFILE:-release}
-# The workspace's binaries together: the same feature set as the test command's build, so a
-# debug stack after `bash tests/run.sh` compiles nothing.
-if [ "$profile" = release ]; then cargo build --release -q --workspace --bins; else cargo build -q --workspace --bins; fi
+# Only what the stack and the README's next steps run (kms-core, kms-proxy, ckms), with cargo's
+# progress shown. The README's other commands use this same build (target/release/...).
+bins=(-p kms-core -p kms-proxy -p ckms --bin kms-core --bin kms-proxy --bin ckms)
+if [ "$profile" = release ]; then
+  [ -x "${CARGO_TARGET_DIR:-target}/release/kms-proxy" ] ||
+    echo "dev-stack: first build of kms-core, kms-proxy and ckms (release): about 10 minutes on 2 cores (later starts reuse it)"
+  cargo build --release "${bins[@]}"
+else
+  # Debug: the workspace's binaries, as the test command builds them (same features), so a
+  # debug stack after `bash tests/run.sh` compiles nothing.
+  cargo build -q --workspace --bins
+fi
 bin=${CARGO_TARGET_DIR:-target}/$profile
 mkdir -p "$dir" && chmod 700 "$dir"
 if [ ! -s "$dir/dev-tls.crt" ] || [ ! -s "$dir/dev-tls.key" ]; then
