@@ -205,21 +205,7 @@ fn certificate_problem(reason: &CertificateError) -> String {
     }
 }
 
-/// A request error with its causes, each once (reqwest's own text stops at "error sending
-/// request").
-pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use kms_common::error::chain as error_text;
 
 /// What a failed request's TLS error means for the user, when it was a TLS error.
 pub fn classify(error: &(dyn std::error::Error + 'static), url: &str) -> Option<CliError> {

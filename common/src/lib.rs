@@ -1,5 +1,6 @@
 //! What kms-proxy and kms-core share, written once.
 
+pub mod error;
 pub mod hex;
 pub mod log;
 pub mod metrics;

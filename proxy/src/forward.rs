@@ -125,21 +125,7 @@ fn describe_connect(kind: UpstreamErrorKind) -> &'static str {
     }
 }
 
-/// An error with its causes, each once: `client error (Connect): cannot connect to the
-/// upstream: Connection refused (os error 111)`.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use kms_common::error::chain as error_chain;
 
 /// Opens connections to the configured upstream, with a timeout.
 #[derive(Clone)]

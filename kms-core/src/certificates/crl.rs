@@ -203,7 +203,7 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("GET {url}: {}", kms_common::error::chain(&e)))?;
     if !response.status().is_success() {
         return Err(format!("GET {url}: HTTP {}", response.status()));
     }
@@ -217,7 +217,7 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?
+        .map_err(|e| format!("GET {url}: {}", kms_common::error::chain(&e)))?
     {
         if body.len() + chunk.len() > MAX_CRL_BYTES {
             return Err(too_big());
@@ -225,16 +225,4 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// An error with its causes (reqwest's own text stops at "error sending request").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

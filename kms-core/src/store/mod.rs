@@ -95,21 +95,6 @@ fn location(url: &str) -> String {
     rest.split('?').next().unwrap_or(rest).to_owned()
 }
 
-/// An error with its causes (sqlx's text alone may stop at "error communicating with database").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl Store {
     /// Opens (creating if needed) and migrates the database at `url`
     /// (`sqlite://path` or `postgres://...`).
@@ -152,7 +137,7 @@ impl Store {
                 Ok(Ok(conn)) => {
                     let _ = conn.close().await;
                 }
-                Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
+                Ok(Err(e)) => return Err(unreachable(kms_common::error::chain(&e))),
                 Err(_) => return Err(unreachable("no answer within 10 s".into())),
             }
         }
