@@ -51,11 +51,11 @@ pub struct RawUpstreamIdentity {
     pub mode: UpstreamIdentityMode,
     pub issuer: Option<String>,
     pub audience: Option<String>,
-    pub lifetime: f64,
+    pub lifetime: Option<f64>,
     pub algorithm: Option<MintAlgorithm>,
     pub key_file: Option<PathBuf>,
-    pub key_rotation: f64,
-    pub publish_ahead: f64,
+    pub key_rotation: Option<f64>,
+    pub publish_ahead: Option<f64>,
     pub jwks_address: Option<String>,
 }
 
@@ -92,6 +92,9 @@ pub fn validate(
         let stray = [
             ("upstream_jwt_issuer", raw.issuer.is_some()),
             ("upstream_jwt_audience", raw.audience.is_some()),
+            ("upstream_jwt_lifetime", raw.lifetime.is_some()),
+            ("upstream_jwt_key_rotation", raw.key_rotation.is_some()),
+            ("upstream_jwt_publish_ahead", raw.publish_ahead.is_some()),
             ("upstream_jwt_algorithm", raw.algorithm.is_some()),
             ("upstream_jwt_key_file", raw.key_file.is_some()),
             ("upstream_jwt_jwks_address", raw.jwks_address.is_some()),
@@ -147,30 +150,46 @@ pub fn validate(
                 "required with upstream_identity = \"jwt\": the `aud` the upstream expects",
             )
         })?;
-    if !(LIFETIME_RANGE.0..=LIFETIME_RANGE.1).contains(&raw.lifetime) {
+    // Each applies to one kind of key: refused, not ignored, with the other.
+    if raw.key_file.is_some() && raw.key_rotation.is_some() {
+        return Err(invalid(
+            "upstream_jwt_key_rotation",
+            "applies to a generated key; a key file's key changes when the file does",
+        ));
+    }
+    if raw.key_file.is_none() && raw.publish_ahead.is_some() {
+        return Err(invalid(
+            "upstream_jwt_publish_ahead",
+            "applies to a key file; a generated key is published a whole rotation ahead",
+        ));
+    }
+    let lifetime = raw.lifetime.unwrap_or(60.0);
+    let key_rotation = raw.key_rotation.unwrap_or(86_400.0);
+    let publish_ahead = raw.publish_ahead.unwrap_or(60.0);
+    if !(LIFETIME_RANGE.0..=LIFETIME_RANGE.1).contains(&lifetime) {
         return Err(invalid(
             "upstream_jwt_lifetime",
             format!(
                 "{} is not between {} and {} seconds",
-                raw.lifetime, LIFETIME_RANGE.0, LIFETIME_RANGE.1
+                lifetime, LIFETIME_RANGE.0, LIFETIME_RANGE.1
             ),
         ));
     }
     if let Some(file) = &raw.key_file {
         readable_file("upstream_jwt_key_file", file)?;
     }
-    let key_rotation = seconds("upstream_jwt_key_rotation", raw.key_rotation)?;
+    let key_rotation = seconds("upstream_jwt_key_rotation", key_rotation)?;
     if key_rotation < Duration::from_secs(1) {
         return Err(invalid(
             "upstream_jwt_key_rotation",
             "must be at least 1 second",
         ));
     }
-    let lifetime = Duration::from_secs_f64(raw.lifetime);
-    if !(0.0..=3600.0).contains(&raw.publish_ahead) {
+    let lifetime = Duration::from_secs_f64(lifetime);
+    if !(0.0..=3600.0).contains(&publish_ahead) {
         return Err(invalid(
             "upstream_jwt_publish_ahead",
-            format!("{} is not between 0 and 3600 seconds", raw.publish_ahead),
+            format!("{publish_ahead} is not between 0 and 3600 seconds"),
         ));
     }
     let jwks_address = match raw.jwks_address {
@@ -199,7 +218,7 @@ pub fn validate(
         algorithm: raw.algorithm,
         key_file: raw.key_file,
         key_rotation,
-        publish_ahead: Duration::from_secs_f64(raw.publish_ahead),
+        publish_ahead: Duration::from_secs_f64(publish_ahead),
         jwks_address,
     }))
 }
@@ -213,9 +232,6 @@ mod tests {
             mode: UpstreamIdentityMode::Jwt,
             issuer: Some("https://proxy.kms.svc:9998/".into()),
             audience: Some("kms".into()),
-            lifetime: 60.0,
-            key_rotation: 86_400.0,
-            publish_ahead: 60.0,
             ..RawUpstreamIdentity::default()
         }
     }
@@ -241,7 +257,7 @@ mod tests {
         raw.audience = Some(" ".into());
         assert!(refusal(raw, true, false).contains("upstream_jwt_audience"));
         let mut raw = jwt_mode();
-        raw.lifetime = 5.0;
+        raw.lifetime = Some(5.0);
         assert!(refusal(raw, true, false).contains("upstream_jwt_lifetime"));
         assert!(refusal(jwt_mode(), false, false).contains("insecure_http"));
         assert!(refusal(jwt_mode(), true, true).contains("upstream_jwt_jwks_address"));
@@ -252,10 +268,14 @@ mod tests {
         let mut raw = jwt_mode();
         raw.mode = UpstreamIdentityMode::Header;
         assert!(refusal(raw, true, false).contains("only used with upstream_identity"));
-        let header = RawUpstreamIdentity {
-            lifetime: 60.0,
-            ..RawUpstreamIdentity::default()
-        };
+        let mut raw = jwt_mode();
+        raw.key_file = Some("/etc/kms/identity/signing.key".into());
+        raw.key_rotation = Some(3600.0);
+        assert!(refusal(raw, true, false).contains("upstream_jwt_key_rotation"));
+        let mut raw = jwt_mode();
+        raw.publish_ahead = Some(5.0);
+        assert!(refusal(raw, true, false).contains("upstream_jwt_publish_ahead"));
+        let header = RawUpstreamIdentity::default();
         assert!(validate(header, true, true).is_ok_and(|c| c.is_none()));
     }
 }
