@@ -35,7 +35,11 @@ fn run(program: &str, args: &[&str], install: &str) -> Result<(bool, String)> {
 
 /// `kubectl kustomize` of an overlay, as YAML text and as JSON objects.
 fn render(overlay: &str) -> Result<(String, Vec<Value>)> {
-    let dir = format!("deploy/overlays/{overlay}");
+    render_dir(&format!("deploy/overlays/{overlay}"))
+}
+
+/// `kubectl kustomize` of a directory (relative to the repository, or absolute).
+fn render_dir(dir: &str) -> Result<(String, Vec<Value>)> {
     let (ok, yaml) = run(
         "kubectl",
         &["kustomize", &dir],
@@ -352,6 +356,152 @@ fn overlays_render_and_validate_strictly() -> Result<()> {
                 assert!(alerts.contains(&want), "missing alert {want}");
             }
         }
+    }
+    Ok(())
+}
+
+/// Each process's metrics port is found exactly once by prometheus-operator (the monitoring
+/// component's ServiceMonitor) and exactly once by annotation-based discovery (the pod's
+/// `prometheus.io/*` for the proxy, the Service `kms-core-metrics`'s for the core), in every
+/// overlay and with the monitoring component added to `front-existing-kms`, where no endpoint
+/// may point at the core it removed.
+#[test]
+fn every_metrics_port_is_discovered_once() -> Result<()> {
+    // An overlay of the user's own: front-existing-kms plus the monitoring component. Kustomize
+    // wants relative paths to them.
+    let dir = tempfile::tempdir()?;
+    let up = "../".repeat(dir.path().components().count().saturating_sub(1));
+    let root = repo();
+    let root = root.display().to_string();
+    let root = root.trim_start_matches('/');
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources:\n  - {up}{root}/deploy/overlays/front-existing-kms\n\
+             components:\n  - {up}{root}/deploy/components/monitoring\n"
+        ),
+    )?;
+    let mut cases = Vec::new();
+    for overlay in ["dev", "ha", "front-existing-kms", "monitoring"] {
+        cases.push((overlay.to_string(), render(overlay)?.1));
+    }
+    let own = dir.path().display().to_string();
+    cases.push((
+        "front-existing-kms + monitoring".into(),
+        render_dir(&own)?.1,
+    ));
+
+    for (name, objects) in &cases {
+        let deployment = kind(objects, "Deployment")[0];
+        // Container port name -> number, for the admin (metrics) ports.
+        let mut admin: Vec<(String, i64)> = containers(deployment)
+            .iter()
+            .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p["name"].as_str().is_some_and(|n| n.ends_with("metrics")))
+            .filter_map(|p| {
+                Some((
+                    p["name"].as_str()?.to_string(),
+                    p["containerPort"].as_i64()?,
+                ))
+            })
+            .collect();
+        admin.sort();
+        let expected: Vec<&str> = if name.starts_with("front-existing-kms") {
+            vec!["metrics"]
+        } else {
+            vec!["core-metrics", "metrics"]
+        };
+        assert_eq!(
+            admin.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            expected,
+            "{name}"
+        );
+        let services = kind(objects, "Service");
+        let labels_match = |selector: &Value, object: &Value| {
+            selector
+                .as_object()
+                .is_some_and(|m| m.iter().all(|(k, v)| object["metadata"]["labels"][k] == *v))
+        };
+        // The container port a Service port leads to (by name or by number).
+        let target = |port: &Value| -> Option<String> {
+            let t = &port["targetPort"];
+            admin
+                .iter()
+                .find(|(n, number)| t == n.as_str() || t.as_i64() == Some(*number))
+                .map(|(n, _)| n.clone())
+        };
+
+        // prometheus-operator: every endpoint's port exists on a selected Service, and the
+        // ports reached are all the admin ports, each once.
+        for monitor in kind(objects, "ServiceMonitor") {
+            let selector = &monitor["spec"]["selector"]["matchLabels"];
+            let mut reached = Vec::new();
+            for endpoint in monitor["spec"]["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let mut found = false;
+                for service in services.iter().filter(|s| labels_match(selector, s)) {
+                    for port in service["spec"]["ports"].as_array().into_iter().flatten() {
+                        if port["name"] == endpoint["port"] {
+                            found = true;
+                            reached.push(target(port).with_context(|| {
+                                format!("{name}: {port} leads to no metrics port")
+                            })?);
+                        }
+                    }
+                }
+                assert!(
+                    found,
+                    "{name}: ServiceMonitor endpoint {endpoint} matches no port"
+                );
+            }
+            reached.sort();
+            assert_eq!(
+                reached, expected,
+                "{name}: ports the ServiceMonitor scrapes"
+            );
+        }
+
+        // Annotations: the pod's name one port (the proxy's); each annotated Service names one
+        // of its own ports, which leads to the rest.
+        let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{name}");
+        let pod_port: i64 = annotations["prometheus.io/port"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .context("pod prometheus.io/port")?;
+        let mut reached: Vec<String> = admin
+            .iter()
+            .filter(|(_, number)| *number == pod_port)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for service in &services {
+            let a = &service["metadata"]["annotations"];
+            if a["prometheus.io/scrape"] != "true" {
+                continue;
+            }
+            let number: i64 = a["prometheus.io/port"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .context("service prometheus.io/port")?;
+            let port = service["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| {
+                    p["port"].as_i64() == Some(number) || p["targetPort"].as_i64() == Some(number)
+                })
+                .with_context(|| format!("{name}: annotated port {number} not on {service}"))?;
+            reached.push(target(port).context("annotated port leads nowhere")?);
+        }
+        reached.sort();
+        assert_eq!(
+            reached, expected,
+            "{name}: ports annotation discovery finds"
+        );
     }
     Ok(())
 }
