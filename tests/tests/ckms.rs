@@ -306,6 +306,15 @@ async fn every_command_through_the_stack() -> Result<()> {
         denied.contains("ckms access-rights grant"),
         "the hint the README promises: {denied}"
     );
+    // A misspelt operation: named, with the nearest name and the KMS's own list of grants.
+    let misspelt = ckms.fails(&["access-rights", "grant", "bob", "-i", &key, "encrpyt"])?;
+    assert!(
+        misspelt.contains("`encrpyt` is not an operation the KMS grants")
+            && misspelt.contains("did you mean `encrypt`?")
+            && misspelt.contains("signatureverify")
+            && !misspelt.contains("unknown variant"),
+        "{misspelt}"
+    );
     let granted = ckms.json(&[
         "access-rights",
         "grant",

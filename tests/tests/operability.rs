@@ -282,6 +282,35 @@ async fn upstream_failures_name_their_cause() -> Result<()> {
     Ok(())
 }
 
+/// A JWKS host that does not resolve: the fetch failure names the DNS lookup and the host
+/// (`.invalid` never resolves, RFC 6761), and /readyz says which provider has no keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jwks_host_that_does_not_resolve_is_named() -> Result<()> {
+    let pki = kms_tests::TestPki::new("dns")?;
+    let cert = pki.server("front", kms_tests::Validity::Current)?;
+    let proxy = ProxyCommand::new()
+        .args(kms_tests::tls_args(&cert, "unix:/nonexistent.sock"))
+        .args(["--jwt-issuer-uri", "https://idp.no-such-host.invalid"])
+        .args(["--jwks-uri", "https://idp.no-such-host.invalid/jwks.json"])
+        .args(["--jwt-audience", "kms"])
+        .spawn()?;
+    ensure!(
+        proxy.wait_for_log("JWKS fetch failed", Duration::from_secs(15)),
+        "{}",
+        proxy.logs()
+    );
+    let logs = proxy.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("JWKS fetch failed"))
+        .unwrap_or_default();
+    ensure!(
+        line.contains("dns error") && line.contains("idp.no-such-host.invalid"),
+        "the DNS cause and the host: {line}"
+    );
+    Ok(())
+}
+
 /// A refused client certificate leaves an info line with the reason, and is counted by it.
 #[tokio::test]
 async fn refused_handshakes_are_logged_and_counted_by_reason() -> Result<()> {
