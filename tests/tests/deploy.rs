@@ -42,7 +42,7 @@ fn render(overlay: &str) -> Result<(String, Vec<Value>)> {
 fn render_dir(dir: &str) -> Result<(String, Vec<Value>)> {
     let (ok, yaml) = run(
         "kubectl",
-        &["kustomize", &dir],
+        &["kustomize", dir],
         "install kubectl (it renders Kustomize offline)",
     )?;
     ensure!(ok, "kubectl kustomize {dir} failed:\n{yaml}");
