@@ -117,7 +117,13 @@ fn the_reference_database_names_work_and_contradictions_are_refused() {
         ])
         .contains("but database_type is sqlite")
     );
-    assert!(error(&[("KMS_DATABASE_URL", "mysql://h/d")]).contains("unknown scheme"));
+    let text = error(&[("KMS_DATABASE_URL", "mysql://h/d")]);
+    assert!(
+        text.contains("unknown scheme")
+            && text.contains("sqlite://")
+            && text.contains("postgres://"),
+        "the supported schemes: {text}"
+    );
     let text = error(&[("KMS_CORE_MAX_BODY_SIZE", "lots")]);
     assert!(
         text.contains("max_body_size") && text.contains("KMS_CORE_MAX_BODY_SIZE"),
