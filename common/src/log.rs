@@ -1,13 +1,185 @@
-//! Log output for both binaries. Each event is written to stderr in one piece, and every
-//! control character inside it (C0, DEL, C1), line and paragraph separators and bidirectional
-//! overrides are escaped, in the text and the JSON format alike: no logged value (a uid, a tag,
-//! a user name, an error a peer provoked) can start a line of its own, forge an `audit` line or
-//! hide text in a terminal. Only the newline that ends the event is written as it is.
+//! Log output for both binaries. Each event is formatted in one piece, and every control
+//! character inside it (C0, DEL, C1), line and paragraph separators and bidirectional overrides
+//! are escaped, in the text and the JSON format alike: no logged value (a uid, a tag, a user
+//! name, an error a peer provoked) can start a line of its own, forge an `audit` line or hide
+//! text in a terminal. Only the newline that ends the event is written as it is.
+//!
+//! Events do not cost a system call each: they are appended to a buffer that one thread of its
+//! own writes to stderr, everything that gathered in one `write`: a line logged while the
+//! writer is idle is written at once, and while lines keep coming they are written every 2 ms
+//! (under load, tens to hundreds of lines per call; a line waits at most about 2 ms). The buffer is bounded
+//! ([`MAX_PENDING`]): when stderr cannot keep up, whole lines are dropped, never silently —
+//! [`dropped_lines`] counts them and both binaries export the count as
+//! `kms_log_lines_dropped_total`. The [`LogGuard`] `init` returns writes what is left when the
+//! program ends.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, Once, OnceLock, PoisonError};
+use std::thread::JoinHandle;
 
 use tracing_subscriber::fmt::MakeWriter;
+
+/// The most bytes waiting for stderr; a line that would go beyond is dropped and counted.
+pub const MAX_PENDING: usize = 8 * 1024 * 1024;
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Lines dropped because the buffer was full (stderr slower than the logging), since start.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    closed: bool,
+    /// The writer sleeps on the condition variable (so a new line must wake it).
+    idle: bool,
+}
+
+/// How long the writer lets lines gather after the first one arrives: one `write` (and one
+/// wake-up) per this interval at most, instead of one per line; also the longest a line waits.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The buffer between the threads that log and the one that writes.
+struct Sink {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Sink {
+    fn start() -> Self {
+        Self {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            writer: Mutex::new(None),
+        }
+    }
+
+    /// Appends one whole line, or counts it dropped. Wakes the writer only when it sleeps
+    /// waiting for lines (otherwise it is gathering or writing and will find this one): no
+    /// system call per line.
+    fn push(&self, line: &[u8]) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.closed {
+            drop(pending);
+            // After the guard's flush (the last lines of a process): straight to stderr.
+            let _ = io::stderr().lock().write_all(line);
+            return;
+        }
+        if pending.bytes.len() + line.len() > MAX_PENDING {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        pending.bytes.extend_from_slice(line);
+        let wake = std::mem::take(&mut pending.idle);
+        drop(pending);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The writer thread: takes everything pending and writes it in one go, until closed and
+    /// empty. A line that arrives while the writer sleeps idle is written at once; lines that
+    /// keep coming (they were there as soon as a write finished) gather for [`GATHER`] first.
+    fn write_loop(&self) {
+        let mut spare = Vec::new();
+        loop {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let busy = !pending.bytes.is_empty();
+            while pending.bytes.is_empty() && !pending.closed {
+                pending.idle = true;
+                pending = self
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            pending.idle = false;
+            if pending.bytes.is_empty() {
+                return;
+            }
+            if busy && !pending.closed && pending.bytes.len() < MAX_PENDING / 4 {
+                drop(pending);
+                std::thread::sleep(GATHER);
+                pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            }
+            std::mem::swap(&mut pending.bytes, &mut spare);
+            drop(pending);
+            // A write error (stderr closed) leaves nothing else to do with the lines.
+            let _ = io::stderr().lock().write_all(&spare);
+            spare.clear();
+            // Keep a big buffer from a burst only while it is in use.
+            if spare.capacity() > 1024 * 1024 {
+                spare = Vec::new();
+            }
+        }
+    }
+
+    /// Writes what is pending and stops the writer; later lines go straight to stderr.
+    fn close(&self) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.closed = true;
+            pending.idle = false;
+        }
+        self.wake.notify_one();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The sink, its writer thread started on first use. If no thread can be started, lines go
+/// straight to stderr.
+fn sink() -> &'static Sink {
+    static STARTED: Once = Once::new();
+    let sink = SINK.get_or_init(Sink::start);
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || sink.write_loop());
+        match spawned {
+            Ok(handle) => {
+                *sink.writer.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+            }
+            Err(_) => {
+                sink.pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .closed = true;
+            }
+        }
+    });
+    sink
+}
+
+/// Returned by [`init`]: dropping it (at the end of `main`) writes every pending line.
+#[must_use = "keep it until the program ends, or the last lines may be lost"]
+#[derive(Debug)]
+pub struct LogGuard(());
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        flush();
+    }
+}
+
+/// Writes every pending line and stops the writer thread; lines logged afterwards are written
+/// directly. Called by [`LogGuard`]; call it before `std::process::exit`.
+pub fn flush() {
+    if let Some(sink) = SINK.get() {
+        sink.close();
+    }
+}
 
 /// A [`MakeWriter`] for `tracing_subscriber::fmt` that escapes as described above.
 #[derive(Debug, Clone, Copy, Default)]
@@ -32,11 +204,12 @@ impl Write for EscapedLine {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        io::stderr().lock().write_all(&escape_event(buf))
+        sink().push(&escape_event(buf));
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        Ok(())
     }
 }
 
@@ -74,8 +247,10 @@ pub fn escape_event(event: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// Installs the global subscriber every binary uses: the `KMS_LOG` filter (default `info`),
-/// escaped lines on stderr, JSON (one flat object per event) or plain text.
-pub fn init(json: bool) {
+/// escaped lines on stderr (through the writer thread), JSON (one flat object per event) or
+/// plain text. Keep the guard until the program ends.
+pub fn init(json: bool) -> LogGuard {
+    sink();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KMS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -86,11 +261,46 @@ pub fn init(json: bool) {
     } else {
         builder.with_ansi(false).init();
     }
+    LogGuard(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_buffer_drops_whole_lines_and_counts_them() {
+        // A sink whose writer never runs: stderr "blocked".
+        let sink = Sink::start();
+        let mut line = vec![b'x'; 999];
+        line.push(b'\n');
+        let fits = MAX_PENDING / line.len();
+        let before = dropped_lines();
+        for _ in 0..fits + 7 {
+            sink.push(&line);
+        }
+        assert_eq!(dropped_lines() - before, 7);
+        let pending = sink.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(pending.bytes.len(), fits * line.len(), "whole lines only");
+    }
+
+    #[test]
+    fn the_writer_writes_what_was_pending_when_closed() {
+        let sink: &'static Sink = Box::leak(Box::new(Sink::start()));
+        sink.push(b"first\n");
+        let handle = std::thread::spawn(move || sink.write_loop());
+        *sink.writer.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        sink.push(b"second\n");
+        sink.close();
+        let pending = sink.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(pending.closed && pending.bytes.is_empty(), "all written");
+        assert!(
+            sink.writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none()
+        );
+    }
 
     #[test]
     fn one_event_stays_one_line() {

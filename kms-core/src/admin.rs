@@ -31,6 +31,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, registry: Regist
                 async move {
                     let response = match request.uri().path() {
                         "/metrics" => {
+                            state.metrics.insert_counts(state.kms.store.insert_counts());
                             let (size, idle) = state.kms.store.pool_size();
                             state
                                 .metrics

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    kms_common::log::init(config.log_format == "json");
+    let _log = kms_common::log::init(config.log_format == "json");
     for (variable, hint) in kms_core::config::reference_only_variables(std::env::vars()) {
         tracing::warn!(
             variable,

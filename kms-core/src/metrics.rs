@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -13,6 +15,8 @@ pub struct Metrics {
     duration: HistogramVec,
     access_changes: IntCounterVec,
     pub pool: IntGaugeVec,
+    insert_transactions: IntCounter,
+    inserts: IntCounter,
 }
 
 impl Metrics {
@@ -49,12 +53,23 @@ impl Metrics {
                 ),
                 &["state"],
             )?,
+            insert_transactions: IntCounter::new(
+                "kms_core_insert_transactions_total",
+                "Transactions that stored new objects (several Creates share one: group commit)",
+            )?,
+            inserts: IntCounter::new(
+                "kms_core_inserts_total",
+                "Inserts of new objects committed (divided by kms_core_insert_transactions_total: the average group)",
+            )?,
         };
         registry.register(Box::new(metrics.operations.clone()))?;
         registry.register(Box::new(metrics.duration.clone()))?;
         registry.register(Box::new(metrics.access_changes.clone()))?;
         registry.register(Box::new(metrics.pool.clone()))?;
+        registry.register(Box::new(metrics.insert_transactions.clone()))?;
+        registry.register(Box::new(metrics.inserts.clone()))?;
         kms_common::metrics::register_process(registry)?;
+        kms_common::metrics::register_log_drops(registry, "kms_core_log_lines_dropped_total")?;
         kms_common::metrics::register_build_info(registry, "kms_core_build_info")?;
         Ok(metrics)
     }
@@ -64,6 +79,19 @@ impl Metrics {
         self.access_changes
             .with_label_values(&[operation, outcome])
             .inc();
+    }
+
+    /// Brings the group-commit counters up to the store's counts (at each scrape).
+    pub fn insert_counts(&self, (transactions, inserts): (u64, u64)) {
+        for (counter, now) in [
+            (&self.insert_transactions, transactions),
+            (&self.inserts, inserts),
+        ] {
+            let seen = counter.get();
+            if now > seen {
+                counter.inc_by(now - seen);
+            }
+        }
     }
 
     pub fn observe(&self, op: &'static str, outcome: &str, elapsed: Duration) {

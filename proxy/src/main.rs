@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use kms_proxy::App;
 use kms_proxy::config::{self, Config, LogFormat};
 
-fn init_logging(format: LogFormat) {
-    kms_common::log::init(matches!(format, LogFormat::Json));
+fn init_logging(format: LogFormat) -> kms_common::log::LogGuard {
+    kms_common::log::init(matches!(format, LogFormat::Json))
 }
 
 fn main() -> ExitCode {
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     if flags.print_config {
         return ExitCode::SUCCESS;
     }
-    init_logging(config.log_format);
+    let _log = init_logging(config.log_format);
     // One crypto provider, aws-lc-rs, for TLS (rustls, reqwest) and JWT signatures.
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()

@@ -125,6 +125,7 @@ impl Metrics {
         registry.register(Box::new(metrics.cert_reloads.clone()))?;
         registry.register(Box::new(metrics.build_info.clone()))?;
         kms_common::metrics::register_process(registry)?;
+        kms_common::metrics::register_log_drops(registry, "kms_proxy_log_lines_dropped_total")?;
         metrics
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])

@@ -284,7 +284,7 @@ async fn handle_identified(
         );
         return response;
     }
-    // A refusal carries the method the request tried (for the audit line and the metrics).
+    // A refusal carries the method the request tried (for the access line and the metrics).
     let decision = match shared
         .authenticator
         .authenticate(&certificate, request.headers())
@@ -298,7 +298,7 @@ async fn handle_identified(
             Err((error, attempted))
         }
     };
-    audit(&shared.metrics, &path, request_id, &decision);
+    let reason = count_decision(&shared.metrics, &decision);
     let (response, outcome, identity) = match decision {
         Ok(identity) => match shared
             .forwarder
@@ -351,6 +351,7 @@ async fn handle_identified(
         duration_ms = micros_as_ms(elapsed),
         user = %identity.user,
         auth_method = identity.method.as_str(),
+        reason,
         peer = %peer.ip(),
         request_id,
         outcome,
@@ -364,49 +365,31 @@ fn micros_as_ms(elapsed: Duration) -> f64 {
     elapsed.as_micros() as f64 / 1000.0
 }
 
-/// One audit line and one metric sample per authentication decision; never the credential.
-fn audit(
+/// One metric sample per authentication decision, and the reason the request's access line
+/// carries (that line is the audit record: user, method, reason, outcome; never the credential).
+fn count_decision(
     metrics: &Metrics,
-    path: &str,
-    request_id: &str,
     decision: &Result<Identity, (ProxyError, AuthMethod)>,
-) {
-    let (method, user, outcome, reason) = match decision {
+) -> &'static str {
+    let (method, outcome, reason) = match decision {
         // No method configured: nothing was verified, the default user stands in.
-        Ok(identity) if identity.method == AuthMethod::None => (
-            identity.method,
-            identity.user.as_str(),
-            "success",
-            "no authentication configured",
-        ),
-        Ok(identity) => (
-            identity.method,
-            identity.user.as_str(),
-            "success",
-            "verified",
-        ),
+        Ok(identity) if identity.method == AuthMethod::None => {
+            (identity.method, "success", "no authentication configured")
+        }
+        Ok(identity) => (identity.method, "success", "verified"),
         Err((error, attempted)) => {
-            let reason: &str = match error {
+            let reason: &'static str = match error {
                 ProxyError::Unauthenticated(reason) => reason,
                 _ => "error",
             };
-            (*attempted, "", "failure", reason)
+            (*attempted, "failure", reason)
         }
     };
     metrics
         .auth_decisions
         .with_label_values(&[method.as_str(), outcome, reason])
         .inc();
-    tracing::info!(
-        target: "audit",
-        user,
-        auth_method = method.as_str(),
-        outcome,
-        reason,
-        path,
-        request_id,
-        "authentication decision"
-    );
+    reason
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

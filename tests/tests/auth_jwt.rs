@@ -122,7 +122,17 @@ async fn provider_tokens_and_key_rotation() -> Result<()> {
     assert!(fetched.is_some_and(|n| n >= 2.0), "{metrics}");
     kms_tests::promtool_check(&metrics)?;
     let logs = proxy.logs();
-    assert!(logs.contains("authentication decision"), "no audit line");
+    // The access line is the audit record: the decision's reason is on it.
+    assert!(
+        logs.lines().any(|l| l.contains("request")
+            && l.contains("auth_method=\"jwt\"")
+            && l.contains("reason=\"verified\"")),
+        "no access line with the decision: {logs}"
+    );
+    assert!(
+        !logs.contains("authentication decision"),
+        "a second line per request"
+    );
     assert!(
         !logs.contains(&new_token[new_token.len() - 20..]),
         "a token is in the logs"

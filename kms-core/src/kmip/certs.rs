@@ -232,7 +232,7 @@ impl Kms {
             let uid = if i == 0 {
                 format!("{sk}_cert")
             } else {
-                uuid::Uuid::new_v4().to_string()
+                crate::kmip::creation::fresh_uid()
             };
             chain.push(self.new_certificate(user, uid, der, tags.clone(), activation)?);
         }

@@ -88,15 +88,25 @@ pub fn check_user_tags(tags: &BTreeSet<String>) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// The uid of a new object: the client's choice, checked, or a fresh UUID.
+/// The uid of a new object: the client's choice, checked, or [`fresh_uid`].
 pub fn new_uid(chosen: Option<&str>) -> Result<String, KmsError> {
     match chosen {
         Some(uid) if !uid.is_empty() => {
             check_new_uid(uid)?;
             Ok(uid.to_owned())
         }
-        _ => Ok(uuid::Uuid::new_v4().to_string()),
+        _ => Ok(fresh_uid()),
     }
+}
+
+/// A new identifier: a UUID version 7 (RFC 9562), whose first 48 bits are the creation time in
+/// milliseconds and the other 74 random. Clients see a UUID as before (they treat it as an
+/// opaque string); the database sees identifiers in creation order, so new keys land at the end
+/// of the uid indexes instead of on a random page each — a group of Creates dirties a few index
+/// pages, not one per key, and Create stays as fast as the table grows. (The creation time it
+/// shows is no secret: it is the object's InitialDate attribute.)
+pub fn fresh_uid() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// A uid a client chose for a new object: no control characters, no whitespace at either end

@@ -3,6 +3,7 @@
 //! transaction.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -28,8 +29,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row for {uid}: {reason}")]
     Corrupt { uid: String, reason: String },
+    /// A grouped insert's transaction failed (the cause, shared by every insert it held).
+    #[error("database: {0}")]
+    Commit(String),
 }
 
+mod batch;
 mod grants;
 mod locate;
 mod objects;
@@ -61,7 +66,9 @@ pub struct Store {
     pub backend: Backend,
     /// SQLite allows one writer at a time; writers queue here instead of sleeping in
     /// SQLite's busy handler (which costs up to 100 ms per retry under contention).
-    writer: Option<tokio::sync::Mutex<()>>,
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// New objects, committed in groups (see `batch`).
+    inserts: batch::Inserts,
 }
 
 /// A write transaction, holding the SQLite writer lock when there is one.
@@ -155,11 +162,13 @@ impl Store {
         }
         let pool = pool.connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
-        let writer = (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let inserts = batch::Inserts::start(pool.clone(), writer.clone());
         Ok(Self {
             pool,
             backend,
             writer,
+            inserts,
         })
     }
 
@@ -177,6 +186,11 @@ impl Store {
     /// True when the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await.is_ok()
+    }
+
+    /// (committed insert transactions, inserts in them) since start: see `batch`.
+    pub fn insert_counts(&self) -> (u64, u64) {
+        self.inserts.counts()
     }
 
     pub fn pool_size(&self) -> (u32, usize) {

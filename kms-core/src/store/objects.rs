@@ -207,22 +207,17 @@ impl Store {
     }
 
     /// Inserts a new object with its tags, under a uid never used before.
+    /// Committed together with other inserts arriving meanwhile (group commit, see `batch`);
+    /// returns once durable.
     pub async fn insert(&self, o: &ManagedObject) -> Result<(), StoreError> {
-        let mut w = self.write().await?;
-        Self::create_in(&mut w.tx, o).await?;
-        w.tx.commit().await?;
-        Ok(())
+        self.inserts.insert(vec![o.clone()]).await
     }
 
-    /// Inserts objects made together (a key pair, a certificate with its keys) in one
-    /// transaction: all or none.
+    /// Inserts objects made together (a key pair, a certificate with its keys): all or none,
+    /// grouped with other inserts like [`Self::insert`].
     pub async fn insert_all(&self, objects: &[&ManagedObject]) -> Result<(), StoreError> {
-        let mut w = self.write().await?;
-        for o in objects {
-            Self::create_in(&mut w.tx, o).await?;
-        }
-        w.tx.commit().await?;
-        Ok(())
+        let objects = objects.iter().map(|&o| o.clone()).collect();
+        self.inserts.insert(objects).await
     }
 
     /// True when `uid` is held by an object or was held by one that was removed.

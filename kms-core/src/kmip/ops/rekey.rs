@@ -68,7 +68,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
 /// the name and rotation policy move to it), with `old` deactivated. The caller stores both.
 pub fn replacement(kms: &Kms, old: &mut ManagedObject) -> Result<ManagedObject, KmsError> {
     let key = crate::crypto::random(usize::try_from(old.length_bits / 8).unwrap_or(32))?;
-    replacement_holding(kms, old, &key, uuid::Uuid::new_v4().to_string())
+    replacement_holding(kms, old, &key, crate::kmip::creation::fresh_uid())
 }
 
 /// [`replacement`] with the given material and uid (a key pair's halves).

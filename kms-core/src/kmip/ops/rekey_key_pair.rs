@@ -75,7 +75,7 @@ pub async fn run(kms: &Kms, user: &str, node: &Ttlv) -> Result<Done, KmsError> {
         .await?;
     let kind = require_kind(&old_private, "ReKeyKeyPair")?;
     let pair = asymmetric::generate(kind)?;
-    let private_uid = uuid::Uuid::new_v4().to_string();
+    let private_uid = crate::kmip::creation::fresh_uid();
     let mut new_private =
         replacement_holding(kms, &mut old_private, &pair.private, private_uid.clone())?;
     let mut new_public = replacement_holding(

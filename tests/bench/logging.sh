@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): what production logging costs kms-proxy. Requests/s of GET / through
+# kms-proxy (TLS 1.3, keep-alive, trivial upstream on a Unix socket, no authentication) with
+# JSON logs at info (one access line per request) against the same binary with logs at warn
+# (kms_proxy=info: no per-request line), alternating over three rounds with wrk, medians. With BASELINE_PROXY
+# (another kms-proxy binary, e.g. main before a change) its JSON-logging run is measured too.
+# Target (issue 15): logging on costs at most 10 %.
+# usage: [BASELINE_PROXY=path] tests/bench/logging.sh [seconds] [connections]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-8}; conns=${2:-32}
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk"; exit 1; }
+cargo build --release -q -p kms-proxy -p kms-tests --bin kms-proxy --bin bench-upstream
+d=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
+trap cleanup EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" \
+  -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+target/release/bench-upstream "unix:$d/up.sock" & pids+=($!)
+for _ in $(seq 100); do [ -S "$d/up.sock" ] && break; sleep 0.05; done
+declare -A port
+start() { # $1 name, $2 binary, $3 KMS_LOG
+  local log="$d/$1.log"
+  KMS_LOG=$3 KMS_LOG_FORMAT=json "$2" --tls-cert-file "$d/cert.pem" --tls-key-file "$d/key.pem" \
+    --upstream "unix:$d/up.sock" --hostname 127.0.0.1 --port 0 --admin-address 127.0.0.1:0 >"$log" 2>&1 & pids+=($!)
+  for _ in $(seq 100); do grep -q 'listening on https' "$log" 2>/dev/null && break; sleep 0.05; done
+  port[$1]=$(grep -o 'listening on https://[0-9.:]*' "$log" | sed 's/.*://')
+}
+start logs-on target/release/kms-proxy info
+start logs-off target/release/kms-proxy warn,kms_proxy=info
+names=(logs-on logs-off)
+if [ -n "${BASELINE_PROXY:-}" ]; then start baseline-logs-on "$BASELINE_PROXY" info; names+=(baseline-logs-on); fi
+declare -A runs
+for round in 1 2 3; do
+  for name in "${names[@]}"; do
+    r=$(wrk -t1 -c"$conns" -d"${secs}s" "https://127.0.0.1:${port[$name]}/" | awk '/Requests\/sec/{print $2}')
+    echo "round $round $name $r req/s"
+    runs[$name]="${runs[$name]:-} $r"
+  done
+done
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+for name in "${names[@]}"; do printf '%-18s median %s req/s\n' "$name" "$(median "${runs[$name]}")"; done
+awk -v a="$(median "${runs[logs-on]}")" -v b="$(median "${runs[logs-off]}")" 'BEGIN{printf "ratio logs-on/logs-off = %.2f\n", a/b}'
+[ -n "${BASELINE_PROXY:-}" ] && awk -v a="$(median "${runs[logs-on]}")" -v b="$(median "${runs[baseline-logs-on]}")" 'BEGIN{printf "ratio logs-on/baseline-logs-on = %.2f\n", a/b}'
+lines=$(grep -c '"target":"access"' "$d/logs-on.log" || true)
+echo "access lines written by logs-on: $lines"
