@@ -226,6 +226,10 @@ pub fn escape_event(event: &[u8]) -> Cow<'_, [u8]> {
         Some(body) => (body, true),
         None => (event, false),
     };
+    // The common case, checked byte by byte: printable ASCII only, nothing to do.
+    if body.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        return Cow::Borrowed(event);
+    }
     let text = String::from_utf8_lossy(body);
     if !text.chars().any(needs_escape) && matches!(text, Cow::Borrowed(_)) {
         return Cow::Borrowed(event);

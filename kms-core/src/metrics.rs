@@ -55,7 +55,7 @@ impl Metrics {
             )?,
             insert_transactions: IntCounter::new(
                 "kms_core_insert_transactions_total",
-                "Transactions that stored new objects (several Creates share one: group commit)",
+                "SQLite transactions that stored new objects (several Creates share one: group commit; 0 on PostgreSQL)",
             )?,
             inserts: IntCounter::new(
                 "kms_core_inserts_total",

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): Create through kms-proxy (TLS 1.3) -> kms-core on SQLite at 16
+# Benchmark (not a test): Create through kms-proxy (TLS 1.3) -> kms-core (SQLite) at 16
 # connections while the table grows to N keys (default 200,000): keys/s and p99 of each slice,
 # for the current build and, in the same run, for a baseline kms-core (BASELINE_CORE: a binary
 # built from main before the change, e.g. by tests/bench/core.sh with BASELINE=rev or
 # `CARGO_TARGET_DIR=/tmp/base cargo build --release -p kms-core` in a worktree). Each side
 # starts from an empty database. Prints each slice, then the overall keys/s, the worst slice
 # p99 and the ratio current/baseline.
-# usage: [BASELINE_CORE=path] tests/bench/create-growth.sh [keys] [seconds per slice]
+# With POSTGRES=1 both sides use a throwaway PostgreSQL (a database each) instead of SQLite.
+# usage: [BASELINE_CORE=path] [POSTGRES=1] tests/bench/create-growth.sh [keys] [seconds per slice]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 keys=${1:-200000}; slice=${2:-10}
@@ -18,12 +19,26 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d
   -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 echo '{"tag":"Create","value":[{"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},{"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"2026-01-01T00:00:00Z"},{"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},{"tag":"CryptographicLength","type":"Integer","value":256},{"tag":"CryptographicUsageMask","type":"Integer","value":2108}]}]}' > "$d/create.json"
+if [ -n "${POSTGRES:-}" ]; then
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  mkdir -p "$d/pg"; [ "$(id -u)" = 0 ] && chown postgres: "$d/pg"
+  run_pg "$pgbin/initdb" -D "$d/pg/data" -U kms --auth=trust -E UTF8 >/dev/null
+  pgport=$(free_port)
+  run_pg "$pgbin/postgres" -D "$d/pg/data" -h 127.0.0.1 -p "$pgport" -k "$d/pg" >/dev/null 2>&1 & pids+=($!)
+  for _ in $(seq 100); do "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$pgport" && break; sleep 0.1; done
+fi
 sides=(current); [ -n "${BASELINE_CORE:-}" ] && sides+=(baseline)
 declare -A rate worst
 for side in "${sides[@]}"; do
   core=target/release/kms-core; [ "$side" = baseline ] && core=$BASELINE_CORE
   dir="$d/$side"; mkdir -p "$dir"
-  KMS_LOG=warn "$core" --dev --data-dir "$dir" --socket "$dir/core.sock" --admin-address 127.0.0.1:0 & pids+=($!); core_pid=$!
+  db=()
+  if [ -n "${POSTGRES:-}" ]; then
+    "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U kms "kms_$side"
+    db=(--database-url "postgres://kms@127.0.0.1:$pgport/kms_$side")
+  fi
+  KMS_LOG=warn "$core" --dev --data-dir "$dir" --socket "$dir/core.sock" --admin-address 127.0.0.1:0 "${db[@]}" & pids+=($!); core_pid=$!
   for _ in $(seq 100); do [ -S "$dir/core.sock" ] && break; sleep 0.1; done
   port=$(free_port)
   KMS_LOG=warn target/release/kms-proxy --tls-cert-file "$d/cert.pem" --tls-key-file "$d/key.pem" --upstream "unix:$dir/core.sock" \

@@ -67,8 +67,8 @@ pub struct Store {
     /// SQLite allows one writer at a time; writers queue here instead of sleeping in
     /// SQLite's busy handler (which costs up to 100 ms per retry under contention).
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// New objects, committed in groups (see `batch`).
-    inserts: batch::Inserts,
+    /// New objects, committed in groups (see `batch`): SQLite only.
+    inserts: Option<batch::Inserts>,
 }
 
 /// A write transaction, holding the SQLite writer lock when there is one.
@@ -163,7 +163,9 @@ impl Store {
         let pool = pool.connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        let inserts = batch::Inserts::start(pool.clone(), writer.clone());
+        let inserts = writer
+            .as_ref()
+            .map(|writer| batch::Inserts::start(pool.clone(), Some(writer.clone())));
         Ok(Self {
             pool,
             backend,
@@ -190,7 +192,7 @@ impl Store {
 
     /// (committed insert transactions, inserts in them) since start: see `batch`.
     pub fn insert_counts(&self) -> (u64, u64) {
-        self.inserts.counts()
+        self.inserts.as_ref().map_or((0, 0), batch::Inserts::counts)
     }
 
     pub fn pool_size(&self) -> (u32, usize) {
