@@ -218,6 +218,22 @@ async fn refusals_and_grants_are_audited_with_their_object() -> Result<()> {
             "{text}"
         );
     }
+    // Log lines dropped because stderr could not keep up: exported, none here.
+    ensure!(
+        metric(&core, "kms_core_log_lines_dropped_total") == Some(0.0),
+        "{core}"
+    );
+    ensure!(
+        metric(&proxy, "kms_proxy_log_lines_dropped_total") == Some(0.0),
+        "{proxy}"
+    );
+    // Group commit (SQLite): the Create above was committed, in at most as many transactions.
+    let inserts = metric(&core, "kms_core_inserts_total").unwrap_or(0.0);
+    let transactions = metric(&core, "kms_core_insert_transactions_total").unwrap_or(0.0);
+    ensure!(
+        inserts >= 1.0 && transactions >= 1.0 && transactions <= inserts,
+        "{core}"
+    );
     Ok(())
 }
 
