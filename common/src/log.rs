@@ -9,8 +9,9 @@
 //! writer is idle is written at once, and while lines keep coming they are written every 2 ms
 //! (under load, tens to hundreds of lines per call; a line waits at most about 2 ms). The buffer is bounded
 //! ([`MAX_PENDING`]): when stderr cannot keep up, whole lines are dropped, never silently —
-//! [`dropped_lines`] counts them and both binaries export the count as
-//! `kms_log_lines_dropped_total`. The [`LogGuard`] `init` returns writes what is left when the
+//! [`dropped_lines`] counts them and each binary exports the count
+//! (`kms_proxy_log_lines_dropped_total`, `kms_core_log_lines_dropped_total`,
+//! `kms_plugin_log_lines_dropped_total`). The [`LogGuard`] `init` returns writes what is left when the
 //! program ends.
 
 use std::borrow::Cow;

@@ -47,6 +47,7 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(healthy.clone()))?;
         registry.register(Box::new(last_healthy.clone()))?;
+        kms_common::metrics::register_log_drops(&registry, "kms_plugin_log_lines_dropped_total")?;
         Ok(Self {
             registry,
             calls,

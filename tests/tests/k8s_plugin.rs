@@ -243,6 +243,7 @@ async fn api_token_and_rotation(stack: &mut Stack) -> Result<()> {
         "kms_plugin_calls_total{method=\"Decrypt\",outcome=\"InvalidArgument\"}",
         "kms_plugin_call_duration_seconds_bucket{method=\"Status\"",
         "kms_plugin_last_healthy_timestamp_seconds",
+        "kms_plugin_log_lines_dropped_total 0",
     ] {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }

@@ -46,7 +46,7 @@ pub(super) struct Counts {
 impl Inserts {
     /// Starts the writing task on the current runtime. `writer` is the store's SQLite writer
     /// lock (taken for each transaction, as every other write does).
-    pub(super) fn start(pool: AnyPool, writer: Option<Arc<Mutex<()>>>) -> Self {
+    pub(super) fn start(pool: AnyPool, writer: Arc<Mutex<()>>) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let counts = Arc::new(Counts::default());
         tokio::spawn(run(pool, writer, jobs, counts.clone()));
@@ -76,13 +76,13 @@ impl Inserts {
 
 async fn run(
     pool: AnyPool,
-    writer: Option<Arc<Mutex<()>>>,
+    writer: Arc<Mutex<()>>,
     mut queue: mpsc::Receiver<Job>,
     counts: Arc<Counts>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let results = commit(&pool, writer.as_deref(), &jobs).await;
+        let results = commit(&pool, &writer, &jobs).await;
         if results.iter().any(Result::is_ok) {
             counts.transactions.fetch_add(1, Ordering::Relaxed);
             let done = results.iter().filter(|r| r.is_ok()).count();
@@ -98,15 +98,8 @@ async fn run(
 
 /// One transaction for all `jobs`: each in a savepoint, then one commit. Returns each job's
 /// outcome; when the commit itself fails, every job fails with its cause.
-async fn commit(
-    pool: &AnyPool,
-    writer: Option<&Mutex<()>>,
-    jobs: &[Job],
-) -> Vec<Result<(), StoreError>> {
-    let _turn = match writer {
-        Some(lock) => Some(lock.lock().await),
-        None => None,
-    };
+async fn commit(pool: &AnyPool, writer: &Mutex<()>, jobs: &[Job]) -> Vec<Result<(), StoreError>> {
+    let _turn = writer.lock().await;
     let mut tx = match pool.begin().await {
         Ok(tx) => tx,
         Err(e) => return failed(jobs.len(), &e),

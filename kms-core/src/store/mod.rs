@@ -165,7 +165,7 @@ impl Store {
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let inserts = writer
             .as_ref()
-            .map(|writer| batch::Inserts::start(pool.clone(), Some(writer.clone())));
+            .map(|writer| batch::Inserts::start(pool.clone(), writer.clone()));
         Ok(Self {
             pool,
             backend,
