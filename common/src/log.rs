@@ -5,9 +5,10 @@
 //! text in a terminal. Only the newline that ends the event is written as it is.
 //!
 //! Events do not cost a system call each: they are appended to a buffer that one thread of its
-//! own writes to stderr, everything that gathered in one `write`: a line logged while the
-//! writer is idle is written at once, and while lines keep coming they are written every 2 ms
-//! (under load, tens to hundreds of lines per call; a line waits at most about 2 ms). The buffer is bounded
+//! own writes to stderr, everything that gathered in one `write`: a line logged when nothing
+//! was written for 2 ms is written at once, and while lines keep coming they are written every
+//! 2 ms (under load, tens to hundreds of lines per call and one wake-up of the writer, not one
+//! per line; a line waits at most about 2 ms). The buffer is bounded
 //! ([`MAX_PENDING`]): when stderr cannot keep up, whole lines are dropped, never silently —
 //! [`dropped_lines`] counts them and each binary exports the count
 //! (`kms_proxy_log_lines_dropped_total`, `kms_core_log_lines_dropped_total`,
@@ -16,7 +17,7 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, Once, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
@@ -27,6 +28,53 @@ pub const MAX_PENDING: usize = 8 * 1024 * 1024;
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`init`] chose JSON lines (else text), for code that formats its own lines.
+pub fn json_format() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// Writes one line formatted by the caller (ending in a newline) the way every event is
+/// written: escaped, through the buffer and the writer thread, dropped and counted when full.
+/// For the hottest lines (the proxy's access line), formatted without the fmt layer.
+pub fn write_line(line: &[u8]) {
+    sink().push(&escape_event(line));
+}
+
+/// Appends `now` as the fmt layer writes it: RFC 3339, UTC, microseconds
+/// (`2026-11-30T00:38:52.397058Z`).
+pub fn push_timestamp(out: &mut String, now: std::time::SystemTime) {
+    use std::fmt::Write as _;
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since.subsec_micros()
+    );
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
 
 /// Lines dropped because the buffer was full (stderr slower than the logging), since start.
 pub fn dropped_lines() -> u64 {
@@ -85,13 +133,13 @@ impl Sink {
     }
 
     /// The writer thread: takes everything pending and writes it in one go, until closed and
-    /// empty. A line that arrives while the writer sleeps idle is written at once; lines that
-    /// keep coming (they were there as soon as a write finished) gather for [`GATHER`] first.
+    /// empty. A line is written at once when the last write is at least [`GATHER`] old;
+    /// otherwise lines gather until [`GATHER`] after it.
     fn write_loop(&self) {
         let mut spare = Vec::new();
+        let mut last_write: Option<std::time::Instant> = None;
         loop {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            let busy = !pending.bytes.is_empty();
             while pending.bytes.is_empty() && !pending.closed {
                 pending.idle = true;
                 pending = self
@@ -103,15 +151,20 @@ impl Sink {
             if pending.bytes.is_empty() {
                 return;
             }
-            if busy && !pending.closed && pending.bytes.len() < MAX_PENDING / 4 {
+            // Lines keep coming (the last write was less than GATHER ago): let them gather
+            // until GATHER after it, so that under load the writer wakes and writes once per
+            // GATHER, not once per line.
+            let since = last_write.map_or(GATHER, |at| at.elapsed());
+            if since < GATHER && !pending.closed && pending.bytes.len() < MAX_PENDING / 4 {
                 drop(pending);
-                std::thread::sleep(GATHER);
+                std::thread::sleep(GATHER - since);
                 pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             }
             std::mem::swap(&mut pending.bytes, &mut spare);
             drop(pending);
             // A write error (stderr closed) leaves nothing else to do with the lines.
             let _ = io::stderr().lock().write_all(&spare);
+            last_write = Some(std::time::Instant::now());
             spare.clear();
             // Keep a big buffer from a burst only while it is in use.
             if spare.capacity() > 1024 * 1024 {
@@ -255,6 +308,7 @@ pub fn escape_event(event: &[u8]) -> Cow<'_, [u8]> {
 /// escaped lines on stderr (through the writer thread), JSON (one flat object per event) or
 /// plain text. Keep the guard until the program ends.
 pub fn init(json: bool) -> LogGuard {
+    JSON.store(json, Ordering::Relaxed);
     sink();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KMS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -272,6 +326,23 @@ pub fn init(json: bool) -> LogGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let at = |secs: u64, micros: u64| {
+            let mut out = String::new();
+            let when = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(secs)
+                + std::time::Duration::from_micros(micros);
+            push_timestamp(&mut out, when);
+            out
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        // A leap day, a century leap year, the last second of a year.
+        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(at(1_798_761_599, 999_999), "2026-12-31T23:59:59.999999Z");
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
+    }
 
     #[test]
     fn a_full_buffer_drops_whole_lines_and_counts_them() {

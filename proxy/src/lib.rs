@@ -1,6 +1,7 @@
 //! kms-proxy: a TLS-terminating sidecar that decides who the caller is and forwards the
 //! request to the key-management core with the identity in `X-KMS-User`.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod body;

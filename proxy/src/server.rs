@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 
+use crate::access::{AccessLine, Decision};
 use crate::auth::{Authenticator, PeerCertificate};
 use crate::body::ProxyBody;
 use crate::config::Limits;
@@ -266,22 +267,23 @@ async fn handle_identified(
     let started = Instant::now();
     let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // A cheap clone (shared bytes) for the access line, once the request has moved on.
+    let uri = request.uri().clone();
     // The upstream identity keys: public, answered here, never forwarded.
     if let Some(minter) = shared.forwarder.minter()
         && let Some(response) = crate::jwks::answer(minter, &request)
     {
-        tracing::info!(
-            target: "access",
-            method = %method,
-            path = %path,
-            status = response.status().as_u16(),
-            duration_ms = micros_as_ms(started.elapsed()),
-            peer = %peer.ip(),
+        AccessLine {
+            method: method.as_str(),
+            path: uri.path(),
+            status: response.status().as_u16(),
+            duration: started.elapsed(),
+            decision: None,
+            peer: peer.ip(),
             request_id,
-            outcome = "served",
-            "request"
-        );
+            outcome: "served",
+        }
+        .log();
         return response;
     }
     // A refusal carries the method the request tried (for the access line and the metrics).
@@ -343,26 +345,22 @@ async fn handle_identified(
         .request_duration
         .with_label_values(&[outcome])
         .observe(elapsed.as_secs_f64());
-    tracing::info!(
-        target: "access",
-        method = %method,
-        path = %path,
-        status = status.as_u16(),
-        duration_ms = micros_as_ms(elapsed),
-        user = %identity.user,
-        auth_method = identity.method.as_str(),
-        reason,
-        peer = %peer.ip(),
+    AccessLine {
+        method: method.as_str(),
+        path: uri.path(),
+        status: status.as_u16(),
+        duration: elapsed,
+        decision: Some(Decision {
+            user: &identity.user,
+            auth_method: identity.method.as_str(),
+            reason,
+        }),
+        peer: peer.ip(),
         request_id,
         outcome,
-        "request"
-    );
+    }
+    .log();
     response
-}
-
-/// Milliseconds rounded to the microsecond, for log lines.
-fn micros_as_ms(elapsed: Duration) -> f64 {
-    elapsed.as_micros() as f64 / 1000.0
 }
 
 /// One metric sample per authentication decision, and the reason the request's access line

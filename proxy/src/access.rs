@@ -1,0 +1,285 @@
+//! The access line: one per request, the audit record of the authentication decision. It is
+//! the one line logged for every request, so it is formatted here directly (no fmt layer, no
+//! field visitor, one buffer per thread) and handed to the log writer in one piece. It reads
+//! exactly like an event logged with `target: "access"`: same fields, same order, same JSON
+//! object or text line, and `KMS_LOG` turns it off like any other info event (`access=warn`).
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// Who made the request and how that was decided; absent for requests the proxy answers
+/// before authentication (its own public keys).
+pub struct Decision<'a> {
+    pub user: &'a str,
+    pub auth_method: &'static str,
+    pub reason: &'static str,
+}
+
+/// One request's access line.
+pub struct AccessLine<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub duration: Duration,
+    pub decision: Option<Decision<'a>>,
+    pub peer: IpAddr,
+    pub request_id: &'a str,
+    pub outcome: &'static str,
+}
+
+thread_local! {
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
+/// Whether access lines are wanted (`KMS_LOG` allows info events of target `access`).
+pub fn enabled() -> bool {
+    tracing::enabled!(target: "access", tracing::Level::INFO)
+}
+
+impl AccessLine<'_> {
+    /// Formats and writes the line, unless the filter turns access lines off.
+    pub fn log(&self) {
+        if !enabled() {
+            return;
+        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            self.format(line, SystemTime::now(), kms_common::log::json_format());
+            kms_common::log::write_line(line.as_bytes());
+            if line.capacity() > 16 * 1024 {
+                *line = String::with_capacity(512);
+            }
+        });
+    }
+
+    /// The line as JSON (one flat object, as the fmt layer's JSON) or text, newline included.
+    fn format(&self, out: &mut String, now: SystemTime, json: bool) {
+        let mut f = Fields { out, json };
+        if json {
+            f.out.push_str("{\"timestamp\":\"");
+            kms_common::log::push_timestamp(f.out, now);
+            f.out
+                .push_str("\",\"level\":\"INFO\",\"message\":\"request\"");
+        } else {
+            kms_common::log::push_timestamp(f.out, now);
+            f.out.push_str("  INFO access: request");
+        }
+        f.plain("method", self.method);
+        f.plain("path", self.path);
+        f.number("status", u64::from(self.status));
+        f.millis("duration_ms", self.duration);
+        if let Some(decision) = &self.decision {
+            f.plain("user", decision.user);
+            f.quoted("auth_method", decision.auth_method);
+            f.quoted("reason", decision.reason);
+        }
+        f.display("peer", &self.peer);
+        f.quoted("request_id", self.request_id);
+        f.quoted("outcome", self.outcome);
+        f.out.push_str(if json {
+            ",\"target\":\"access\"}\n"
+        } else {
+            "\n"
+        });
+    }
+}
+
+/// Writes `name=value` (text) or `,"name":value` (JSON) pairs. In text, "plain" values are
+/// written as they are and "quoted" ones quoted and escaped, as the fmt layer does for
+/// `%value` and string fields; in JSON every string is a JSON string.
+struct Fields<'a> {
+    out: &'a mut String,
+    json: bool,
+}
+
+impl Fields<'_> {
+    fn name(&mut self, name: &str) {
+        if self.json {
+            self.out.push_str(",\"");
+            self.out.push_str(name);
+            self.out.push_str("\":");
+        } else {
+            self.out.push(' ');
+            self.out.push_str(name);
+            self.out.push('=');
+        }
+    }
+
+    fn plain(&mut self, name: &str, value: &str) {
+        self.name(name);
+        if self.json {
+            json_string(self.out, value);
+        } else {
+            self.out.push_str(value);
+        }
+    }
+
+    fn quoted(&mut self, name: &str, value: &str) {
+        self.name(name);
+        if self.json {
+            json_string(self.out, value);
+        } else {
+            let _ = write!(self.out, "{value:?}");
+        }
+    }
+
+    fn display(&mut self, name: &str, value: &dyn std::fmt::Display) {
+        self.name(name);
+        if self.json {
+            self.out.push('"');
+            let _ = write!(self.out, "{value}");
+            self.out.push('"');
+        } else {
+            let _ = write!(self.out, "{value}");
+        }
+    }
+
+    fn number(&mut self, name: &str, value: u64) {
+        self.name(name);
+        let _ = write!(self.out, "{value}");
+    }
+
+    /// Milliseconds to the microsecond, as the shortest decimal (`0.39`, `12.0`).
+    fn millis(&mut self, name: &str, duration: Duration) {
+        self.name(name);
+        let micros = duration.as_micros();
+        let (whole, mut fraction) = (micros / 1000, micros % 1000);
+        let mut width = 3;
+        while width > 1 && fraction % 10 == 0 {
+            fraction /= 10;
+            width -= 1;
+        }
+        let _ = write!(self.out, "{whole}.{fraction:0width$}");
+    }
+}
+
+/// `value` as a JSON string. Beyond what JSON requires (`"`, `\`, C0), DEL, C1 controls, line
+/// and paragraph separators and bidirectional overrides are written as `\uXXXX` too: the line
+/// stays valid JSON and needs no further escaping.
+fn json_string(out: &mut String, value: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, c) in value.char_indices() {
+        let escape = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            _ => None,
+        };
+        let numeric = escape.is_none()
+            && (c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'));
+        if escape.is_none() && !numeric {
+            continue;
+        }
+        out.push_str(&value[plain..i]);
+        match escape {
+            Some(text) => out.push_str(text),
+            None => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+        }
+        plain = i + c.len_utf8();
+    }
+    out.push_str(&value[plain..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(decision: Option<Decision<'_>>, json: bool) -> String {
+        let access = AccessLine {
+            method: "POST",
+            path: "/kmip/2_1",
+            status: 200,
+            duration: Duration::from_micros(1_390),
+            decision,
+            peer: IpAddr::from([127, 0, 0, 1]),
+            request_id: "0f1e",
+            outcome: "forwarded",
+        };
+        let mut out = String::new();
+        let when = std::time::UNIX_EPOCH + Duration::from_micros(1_798_761_599_000_042);
+        access.format(&mut out, when, json);
+        out
+    }
+
+    fn alice() -> Option<Decision<'static>> {
+        Some(Decision {
+            user: "alice \"a\"\u{202e}\n",
+            auth_method: "jwt",
+            reason: "verified",
+        })
+    }
+
+    #[test]
+    fn json_lines_are_one_flat_object_with_every_field() {
+        let text = line(alice(), true);
+        assert!(text.ends_with("}\n") && !text[..text.len() - 1].contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(v["timestamp"], "2026-12-31T23:59:59.000042Z");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["message"], "request");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/kmip/2_1");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"], 1.39);
+        assert_eq!(v["user"], "alice \"a\"\u{202e}\n");
+        assert_eq!(v["auth_method"], "jwt");
+        assert_eq!(v["reason"], "verified");
+        assert_eq!(v["peer"], "127.0.0.1");
+        assert_eq!(v["request_id"], "0f1e");
+        assert_eq!(v["outcome"], "forwarded");
+        // Nothing raw that a terminal or a line-based reader would act on.
+        assert!(text.contains("\\u202e") && !text.contains('\u{202e}'));
+        assert_eq!(
+            kms_common::log::escape_event(text.as_bytes()),
+            text.as_bytes()
+        );
+        let without = line(None, true);
+        let v: serde_json::Value = serde_json::from_str(&without).expect("valid JSON");
+        assert!(v.get("user").is_none() && v.get("reason").is_none());
+    }
+
+    #[test]
+    fn text_lines_read_like_the_fmt_layer() {
+        assert_eq!(
+            line(None, false),
+            "2026-12-31T23:59:59.000042Z  INFO access: request method=POST path=/kmip/2_1 \
+             status=200 duration_ms=1.39 peer=127.0.0.1 request_id=\"0f1e\" \
+             outcome=\"forwarded\"\n"
+        );
+        let with = line(alice(), false);
+        assert!(
+            with.contains(" user=alice \"a\"\u{202e}\n auth_method=\"jwt\" reason=\"verified\" ")
+        );
+        // The writer escapes what the text format leaves raw.
+        let written = kms_common::log::escape_event(with.as_bytes()).into_owned();
+        let written = String::from_utf8(written).expect("utf-8");
+        assert!(written.contains("user=alice \"a\"\\u{202e}\\n auth_method="));
+    }
+
+    #[test]
+    fn milliseconds_are_the_shortest_decimal() {
+        let ms = |micros| {
+            let mut out = String::new();
+            Fields {
+                out: &mut out,
+                json: false,
+            }
+            .millis("d", Duration::from_micros(micros));
+            out
+        };
+        assert_eq!(ms(390), " d=0.39");
+        assert_eq!(ms(12_000), " d=12.0");
+        assert_eq!(ms(1), " d=0.001");
+        assert_eq!(ms(123_456_789), " d=123456.789");
+    }
+}
