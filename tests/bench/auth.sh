@@ -18,18 +18,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 # A CA, a server certificate, a client certificate (CN=bench), an RSA key for the JWTs.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" \
-  -days 1 -subj "/CN=bench CA" 2>/dev/null
-issue() { # $1 name, $2 subject, $3 extensions
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/$1.key" -out "$d/$1.csr" -subj "$2" 2>/dev/null
-  printf '%s\n' "$3" > "$d/$1.ext"
-  openssl x509 -req -in "$d/$1.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 1 \
-    -extfile "$d/$1.ext" -out "$d/$1.pem" 2>/dev/null
-}
-issue server /CN=localhost "subjectAltName=DNS:localhost,IP:127.0.0.1"
-issue client /CN=bench "extendedKeyUsage=clientAuth"
-cat "$d/client.pem" "$d/client.key" > "$d/client-identity.pem"
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/jwt.key" 2>/dev/null
+source tests/bench/lib.sh
+ca_server_client_jwt
 openssl pkey -in "$d/jwt.key" -pubout -out "$d/jwt.pub" 2>/dev/null
 
 issuer=https://idp.bench.local; audience=kms

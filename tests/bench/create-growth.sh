@@ -15,19 +15,10 @@ cargo build --release -q -p kms-core -p kms-proxy -p kms-tests --bin kms-core --
 d=$(mktemp -d); chmod 755 "$d"; pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
 trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" -days 1 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+source tests/bench/lib.sh
+self_signed_cert
 echo '{"tag":"Create","value":[{"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},{"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"2026-01-01T00:00:00Z"},{"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},{"tag":"CryptographicLength","type":"Integer","value":256},{"tag":"CryptographicUsageMask","type":"Integer","value":2108}]}]}' > "$d/create.json"
-if [ -n "${POSTGRES:-}" ]; then
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-  mkdir -p "$d/pg"; [ "$(id -u)" = 0 ] && chown postgres: "$d/pg"
-  run_pg "$pgbin/initdb" -D "$d/pg/data" -U kms --auth=trust -E UTF8 >/dev/null
-  pgport=$(free_port)
-  run_pg "$pgbin/postgres" -D "$d/pg/data" -h 127.0.0.1 -p "$pgport" -k "$d/pg" >/dev/null 2>&1 & pids+=($!)
-  for _ in $(seq 100); do "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$pgport" && break; sleep 0.1; done
-fi
+[ -n "${POSTGRES:-}" ] && start_postgres
 sides=(current); [ -n "${BASELINE_CORE:-}" ] && sides+=(baseline)
 declare -A rate worst
 for side in "${sides[@]}"; do

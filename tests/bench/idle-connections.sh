@@ -15,8 +15,8 @@ d=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" \
-  -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+source tests/bench/lib.sh
+self_signed_cert
 target/release/bench-upstream "unix:$d/up.sock" & pids+=($!)
 for _ in $(seq 100); do [ -S "$d/up.sock" ] && break; sleep 0.05; done
 "$bin" --tls-cert-file "$d/cert.pem" --tls-key-file "$d/key.pem" --upstream "unix:$d/up.sock" \

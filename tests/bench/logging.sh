@@ -14,8 +14,8 @@ cargo build --release -q -p kms-proxy -p kms-tests --bin kms-proxy --bin bench-u
 d=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
 trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" \
-  -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+source tests/bench/lib.sh
+self_signed_cert
 target/release/bench-upstream "unix:$d/up.sock" & pids+=($!)
 for _ in $(seq 100); do [ -S "$d/up.sock" ] && break; sleep 0.05; done
 declare -A port

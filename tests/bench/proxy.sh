@@ -14,9 +14,8 @@ cargo build --release -q -p kms-proxy -p kms-tests --bin kms-proxy --bin bench-u
 d=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
 trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" \
-  -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+source tests/bench/lib.sh
+self_signed_cert
 up=$(free_port)
 target/release/bench-upstream "127.0.0.1:$up" & pids+=($!)
 target/release/bench-upstream "unix:$d/up.sock" & pids+=($!)

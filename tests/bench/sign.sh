@@ -12,9 +12,8 @@ cargo build --release -q -p kms-core -p kms-proxy -p kms-tests --bin kms-core --
 d=$(mktemp -d); chmod 755 "$d"; pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
 trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" -out "$d/cert.pem" -days 1 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+source tests/bench/lib.sh
+self_signed_cert
 KMS_LOG=warn target/release/kms-core --dev --data-dir "$d" --socket "$d/core.sock" --admin-address 127.0.0.1:0 & pids+=($!)
 for _ in $(seq 100); do [ -S "$d/core.sock" ] && break; sleep 0.1; done
 port=$(free_port)

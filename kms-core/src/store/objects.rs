@@ -53,29 +53,34 @@ impl Store {
         })
     }
 
-    async fn tags_of(&self, uid: &str) -> Result<BTreeSet<String>, StoreError> {
-        let rows = sqlx::query("SELECT tag FROM object_tags WHERE uid = $1")
+    /// The object and its tags in one query (one round trip to the database: every
+    /// cryptographic operation starts here): a row per tag, or one row with no tag.
+    pub async fn load(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
+        static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let columns: Vec<String> = columns!()
+                .split(',')
+                .map(|c| format!("o.{}", c.trim()))
+                .collect();
+            format!(
+                "SELECT {}, t.tag AS tag FROM objects o LEFT JOIN object_tags t ON t.uid = o.uid \
+                 WHERE o.uid = $1",
+                columns.join(", ")
+            )
+        });
+        let rows = sqlx::query(QUERY.as_str())
             .bind(uid)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get::<String, _>("tag")?))
-            .collect()
-    }
-
-    pub async fn load(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM objects WHERE uid = $1"
-        ))
-        .bind(uid)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => Ok(Some(Self::row_to_object(&row, self.tags_of(uid).await?)?)),
-            None => Ok(None),
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut tags = BTreeSet::new();
+        for row in &rows {
+            if let Some(tag) = row.try_get::<Option<String>, _>("tag")? {
+                tags.insert(tag);
+            }
         }
+        Ok(Some(Self::row_to_object(first, tags)?))
     }
 
     /// Takes `uid` for good in the registry of used uids: Exists when an object holds it,
