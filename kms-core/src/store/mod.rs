@@ -150,7 +150,9 @@ impl Store {
         }
         let mut pool = pool.acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
-            pool = pool.after_connect(|conn, _| {
+            // A ping before each use would cost one more round trip to the connection's
+            // worker thread per query, to check a file that cannot go away like a server.
+            pool = pool.test_before_acquire(false).after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL for concurrent readers; FULL so an answered commit survives a crash.
                     conn.execute("PRAGMA journal_mode = WAL").await?;
