@@ -45,6 +45,6 @@ for c in 1 16; do
     rps[$name$c]=$(sed 's/req\/s=\([0-9.]*\).*/\1/' <<<"$line")
   done
   awk -v a="${rps[hsm$c]}" -v b="${rps[master$c]}" -v s="${rps[soft$c]}" -v c="$c" \
-    'BEGIN{printf "ratio c=%s: hsm/master-key software = %.2f, hsm/kek-wrapped software = %.2f\n", c, a/b, a/s}'
+    'BEGIN{printf "ratio hsm/master-key software c=%s = %.2f\nratio hsm/kek-wrapped software c=%s = %.2f\n", c, a/b, c, a/s}'
 done
 echo "(master = software key under the master key file; soft = software key under the HSM KEK; hsm = key inside the HSM)"
