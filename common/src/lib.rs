@@ -6,3 +6,4 @@ pub mod log;
 pub mod metrics;
 pub mod request_id;
 pub mod signal;
+pub mod timestamp;

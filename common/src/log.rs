@@ -42,40 +42,6 @@ pub fn write_line(line: &[u8]) {
     sink().push(&escape_event(line));
 }
 
-/// Appends `now` as the fmt layer writes it: RFC 3339, UTC, microseconds
-/// (`2026-11-30T00:38:52.397058Z`).
-pub fn push_timestamp(out: &mut String, now: std::time::SystemTime) {
-    use std::fmt::Write as _;
-    let since = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_micros()
-    );
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 /// Lines dropped because the buffer was full (stderr slower than the logging), since start.
 pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
@@ -89,8 +55,9 @@ struct Pending {
     idle: bool,
 }
 
-/// How long the writer lets lines gather after the first one arrives: one `write` (and one
-/// wake-up) per this interval at most, instead of one per line; also the longest a line waits.
+/// The least time between two writes: lines that arrive sooner after a write gather until
+/// then, so there is one `write` (and one wake-up) per interval under load, not one per line;
+/// also the longest a line waits.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The buffer between the threads that log and the one that writes.
@@ -326,23 +293,6 @@ pub fn init(json: bool) -> LogGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_microseconds() {
-        let at = |secs: u64, micros: u64| {
-            let mut out = String::new();
-            let when = std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs(secs)
-                + std::time::Duration::from_micros(micros);
-            push_timestamp(&mut out, when);
-            out
-        };
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
-        // A leap day, a century leap year, the last second of a year.
-        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
-        assert_eq!(at(1_798_761_599, 999_999), "2026-12-31T23:59:59.999999Z");
-        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
-    }
 
     #[test]
     fn a_full_buffer_drops_whole_lines_and_counts_them() {

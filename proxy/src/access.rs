@@ -59,11 +59,11 @@ impl AccessLine<'_> {
         let mut f = Fields { out, json };
         if json {
             f.out.push_str("{\"timestamp\":\"");
-            kms_common::log::push_timestamp(f.out, now);
+            kms_common::timestamp::push_rfc3339(f.out, now);
             f.out
                 .push_str("\",\"level\":\"INFO\",\"message\":\"request\"");
         } else {
-            kms_common::log::push_timestamp(f.out, now);
+            kms_common::timestamp::push_rfc3339(f.out, now);
             f.out.push_str("  INFO access: request");
         }
         f.plain("method", self.method);

@@ -1,5 +1,12 @@
-# Set-up shared by the benchmark scripts (sourced, not run). Each script makes its own
-# temporary directory `$d` and array `pids` (killed at exit) before calling these.
+# Set-up shared by the benchmark scripts (sourced, not run, from the repository's root).
+
+# A temporary directory $d (readable by the postgres user), and the array pids: every process
+# added to it is killed, and the directory removed, when the script exits.
+workdir() {
+  d=$(mktemp -d); chmod 755 "$d"; pids=()
+  trap cleanup EXIT
+}
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
 
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }

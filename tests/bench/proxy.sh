@@ -11,10 +11,8 @@ cd "$(dirname "$0")/../.."
 secs=${1:-8}; conns=${2:-32}
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk"; exit 1; }
 cargo build --release -q -p kms-proxy -p kms-tests --bin kms-proxy --bin bench-upstream
-d=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
-trap cleanup EXIT
 source tests/bench/lib.sh
+workdir
 self_signed_cert
 up=$(free_port)
 target/release/bench-upstream "127.0.0.1:$up" & pids+=($!)

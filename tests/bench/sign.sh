@@ -9,10 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-5}
 cargo build --release -q -p kms-core -p kms-proxy -p kms-tests --bin kms-core --bin kms-proxy --bin kms-load
-d=$(mktemp -d); chmod 755 "$d"; pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
-trap cleanup EXIT
 source tests/bench/lib.sh
+workdir
 self_signed_cert
 KMS_LOG=warn target/release/kms-core --dev --data-dir "$d" --socket "$d/core.sock" --admin-address 127.0.0.1:0 & pids+=($!)
 for _ in $(seq 100); do [ -S "$d/core.sock" ] && break; sleep 0.1; done

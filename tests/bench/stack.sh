@@ -12,10 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-5}; rounds=${ROUNDS:-3}
 cargo build --release -q -p kms-core -p kms-proxy -p kms-tests --bin kms-core --bin kms-proxy --bin kms-load
-d=$(mktemp -d); chmod 755 "$d"; pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$d"; }
-trap cleanup EXIT
 source tests/bench/lib.sh
+workdir
 self_signed_cert
 echo '{"tag":"Create","value":[{"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},{"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"2026-01-01T00:00:00Z"},{"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},{"tag":"CryptographicLength","type":"Integer","value":256},{"tag":"CryptographicUsageMask","type":"Integer","value":2108}]}]}' > "$d/create.json"
 
