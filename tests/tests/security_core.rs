@@ -290,6 +290,51 @@ async fn replace_cannot_race_create(stack: &Stack, trials: usize) -> Result<()> 
         "Create never won: the race was not exercised"
     );
 
+    // Creates racing for one uid among Creates of uids of their own (the core commits them in
+    // shared groups): one of the racers gets it, every other is told it exists, and every
+    // other Create is stored.
+    let with_uid = |uid: &str| -> Result<Value> {
+        let mut create = create_request(256, &["race"], Some("2026-01-01T00:00:00Z"));
+        create["value"][1]["value"]
+            .as_array_mut()
+            .context("attributes")?
+            .push(leaf("UniqueIdentifier", "TextString", json!(uid)));
+        Ok(create)
+    };
+    for i in 0..10 {
+        let contested = format!("contested-{run}-{i}");
+        let uids: Vec<String> = (0..16)
+            .map(|n| match n % 2 {
+                0 => contested.clone(),
+                _ => format!("{contested}-own-{n}"),
+            })
+            .collect();
+        let requests = uids
+            .iter()
+            .map(|uid| with_uid(uid))
+            .collect::<Result<Vec<_>>>()?;
+        let answers =
+            futures_util::future::join_all(requests.iter().map(|r| stack.kmip_via(&alice, r)))
+                .await;
+        let mut winners = 0;
+        for (uid, answer) in uids.iter().zip(answers) {
+            let (status, body) = answer?;
+            if *uid != contested {
+                assert_eq!(status, 200, "{uid}: {body}");
+            } else if status == 200 {
+                winners += 1;
+            } else {
+                assert_eq!(status, 422, "{uid}: {body}");
+                assert!(body.contains("already exist"), "{uid}: {body}");
+            }
+        }
+        assert_eq!(winners, 1, "{contested} was created {winners} times");
+        for uid in &uids {
+            let (status, body) = stack.kmip_via(&alice, &by_uid("Get", uid, vec![])).await?;
+            assert_eq!(status, 200, "{uid}: {body}");
+        }
+    }
+
     // Replacing one's own key drops the grants of the old one.
     let uid = format!("regrant-{run}");
     stack

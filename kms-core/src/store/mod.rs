@@ -2,6 +2,7 @@
 //! schema and versioned migrations (`kms-core/migrations`). Every multi-row change is one
 //! transaction.
 
+use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,14 +68,37 @@ pub struct Store {
     /// SQLite allows one writer at a time; writers queue here instead of sleeping in
     /// SQLite's busy handler (which costs up to 100 ms per retry under contention).
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// New objects, committed in groups (see `batch`): SQLite only.
-    inserts: Option<batch::Inserts>,
+    /// New objects, committed in groups (see `batch`).
+    inserts: batch::Inserts,
 }
 
 /// A write transaction, holding the SQLite writer lock when there is one.
 struct Write<'a> {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+/// A query of the `Any` driver, as bound step by step.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values: the VALUES of a multi-row insert.
+fn values(rows: usize, columns: usize) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+        .collect();
+    rows.join(", ")
+}
+
+/// `$first, ..., $(first + count - 1)`.
+fn placeholders(first: usize, count: usize) -> String {
+    let mut out = String::with_capacity(count * 5);
+    for n in first..first + count {
+        if n > first {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "${n}");
+    }
+    out
 }
 
 fn corrupt(uid: &str, reason: impl ToString) -> StoreError {
@@ -165,9 +189,7 @@ impl Store {
         let pool = pool.connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        let inserts = writer
-            .as_ref()
-            .map(|writer| batch::Inserts::start(pool.clone(), writer.clone()));
+        let inserts = batch::Inserts::start(pool.clone(), writer.clone());
         Ok(Self {
             pool,
             backend,
@@ -194,7 +216,7 @@ impl Store {
 
     /// (committed insert transactions, inserts in them) since start: see `batch`.
     pub fn insert_counts(&self) -> (u64, u64) {
-        self.inserts.as_ref().map_or((0, 0), batch::Inserts::counts)
+        self.inserts.counts()
     }
 
     pub fn pool_size(&self) -> (u32, usize) {

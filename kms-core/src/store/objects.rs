@@ -1,14 +1,18 @@
 //! Objects and their tags: load, create under a never-used uid, update, replace, remove.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Backend, Store, StoreError, corrupt, is_unique_violation};
+use super::{AnyQuery, Backend, Store, StoreError, corrupt, is_unique_violation, values};
 use crate::object::{Algorithm, ManagedObject, Meta, ObjectType, State};
+
+/// The columns of `columns!()`.
+pub(super) const OBJECT_COLUMNS: usize = 15;
 
 macro_rules! columns {
     () => {
@@ -56,7 +60,7 @@ impl Store {
     /// The object and its tags in one query (one round trip to the database: every
     /// cryptographic operation starts here): a row per tag, or one row with no tag.
     pub async fn load(&self, uid: &str) -> Result<Option<ManagedObject>, StoreError> {
-        static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        static QUERY: LazyLock<String> = LazyLock::new(|| {
             let columns: Vec<String> = columns!()
                 .split(',')
                 .map(|c| format!("o.{}", c.trim()))
@@ -100,14 +104,61 @@ impl Store {
         if taken.rows_affected() == 1 {
             return Ok(());
         }
+        Err(Self::why_taken(tx, uid).await?)
+    }
+
+    /// Why `uid` could not be taken: Exists when an object holds it, Retired when it belonged
+    /// to an object that was removed.
+    pub(super) async fn why_taken(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        uid: &str,
+    ) -> Result<StoreError, StoreError> {
         let live = sqlx::query("SELECT 1 AS one FROM objects WHERE uid = $1")
             .bind(uid)
             .fetch_optional(&mut **tx)
             .await?;
-        Err(match live {
+        Ok(match live {
             Some(_) => StoreError::Exists,
             None => StoreError::Retired(uid.to_owned()),
         })
+    }
+
+    /// `INSERT INTO objects` for `rows` objects, each bound by [`Self::bind_object`].
+    pub(super) fn insert_objects_sql(rows: usize) -> String {
+        format!(
+            "INSERT INTO objects ({}) VALUES {}",
+            columns!(),
+            values(rows, OBJECT_COLUMNS)
+        )
+    }
+
+    /// Binds the columns of `o`, in the order of `columns!()`.
+    pub(super) fn bind_object<'q>(
+        query: AnyQuery<'q>,
+        o: &'q ManagedObject,
+    ) -> Result<AnyQuery<'q>, StoreError> {
+        let meta = serde_json::to_string(&o.meta).map_err(|e| corrupt(&o.uid, e))?;
+        Ok(query
+            .bind(&o.uid)
+            .bind(&o.owner)
+            .bind(o.object_type.name())
+            .bind(o.state.name())
+            .bind(o.algorithm.map_or("", Algorithm::name))
+            .bind(i64::from(o.length_bits))
+            .bind(i64::from(o.usage_mask))
+            .bind(o.activation_date)
+            .bind(o.deactivation_date)
+            .bind(o.created_at)
+            .bind(o.last_change)
+            .bind(B64.encode(&o.wrapped_key))
+            .bind(meta)
+            .bind(o.wrapping.as_str())
+            .bind(o.rotate_at))
+    }
+
+    /// The distinct names of `o` (one row each in `object_names`).
+    pub(super) fn names(o: &ManagedObject) -> BTreeSet<&str> {
+        o.meta.names.iter().map(|n| n.value.as_str()).collect()
     }
 
     /// Inserts the object row and its tags (the uid must already be taken).
@@ -115,29 +166,10 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         o: &ManagedObject,
     ) -> Result<(), StoreError> {
-        let meta = serde_json::to_string(&o.meta).map_err(|e| corrupt(&o.uid, e))?;
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO objects (",
-            columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(&o.uid)
-        .bind(&o.owner)
-        .bind(o.object_type.name())
-        .bind(o.state.name())
-        .bind(o.algorithm.map_or("", Algorithm::name))
-        .bind(i64::from(o.length_bits))
-        .bind(i64::from(o.usage_mask))
-        .bind(o.activation_date)
-        .bind(o.deactivation_date)
-        .bind(o.created_at)
-        .bind(o.last_change)
-        .bind(B64.encode(&o.wrapped_key))
-        .bind(meta)
-        .bind(o.wrapping.as_str())
-        .bind(o.rotate_at)
-        .execute(&mut **tx)
-        .await;
+        static SQL: LazyLock<String> = LazyLock::new(|| Store::insert_objects_sql(1));
+        let inserted = Self::bind_object(sqlx::query(SQL.as_str()), o)?
+            .execute(&mut **tx)
+            .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => return Err(StoreError::Exists),
             other => other?,
@@ -178,8 +210,7 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         }
-        let names: BTreeSet<&str> = o.meta.names.iter().map(|n| n.value.as_str()).collect();
-        for name in names {
+        for name in Self::names(o) {
             sqlx::query("INSERT INTO object_names (uid, name) VALUES ($1, $2)")
                 .bind(&o.uid)
                 .bind(name)
@@ -211,11 +242,8 @@ impl Store {
         Self::write_labels(tx, o, true).await
     }
 
-    /// Inserts a new object with its tags, under a uid never used before.
-    /// Inserts a new object; returns once durable. On SQLite (one writer) it is committed
-    /// together with other inserts arriving meanwhile (group commit, see `batch`); PostgreSQL
-    /// commits concurrent transactions in parallel and groups their WAL flushes itself, so
-    /// each insert keeps a transaction of its own there (one queue measured 0.94× as fast).
+    /// Inserts a new object with its tags under a uid never used before; returns once durable, committed together with other inserts
+    /// arriving meanwhile (group commit, see `batch`).
     pub async fn insert(&self, o: &ManagedObject) -> Result<(), StoreError> {
         self.insert_all(&[o]).await
     }
@@ -223,17 +251,8 @@ impl Store {
     /// Inserts objects made together (a key pair, a certificate with its keys): all or none,
     /// grouped with other inserts like [`Self::insert`].
     pub async fn insert_all(&self, objects: &[&ManagedObject]) -> Result<(), StoreError> {
-        if let Some(inserts) = &self.inserts {
-            return inserts
-                .insert(objects.iter().map(|&o| o.clone()).collect())
-                .await;
-        }
-        let mut w = self.write().await?;
-        for o in objects {
-            Self::create_in(&mut w.tx, o).await?;
-        }
-        w.tx.commit().await?;
-        Ok(())
+        let objects = objects.iter().map(|&o| o.clone()).collect();
+        self.inserts.insert(objects).await
     }
 
     /// True when `uid` is held by an object or was held by one that was removed.
