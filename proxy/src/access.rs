@@ -34,7 +34,7 @@ thread_local! {
 }
 
 /// Whether access lines are wanted (`KMS_LOG` allows info events of target `access`).
-pub fn enabled() -> bool {
+fn enabled() -> bool {
     tracing::enabled!(target: "access", tracing::Level::INFO)
 }
 

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod jwks;
 pub mod metrics;
 pub mod mint;
+mod request;
 pub mod server;
 pub mod tls;
 

@@ -1,5 +1,6 @@
 //! The client-facing server: accept loop with a connection limit, TLS handshake inside the
-//! spawned task with a timeout, HTTP/1.1 and HTTP/2, idle timeout, graceful drain.
+//! spawned task with a timeout, HTTP/1.1 and HTTP/2, idle timeout, graceful drain. Each request
+//! is served by `request`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -9,8 +10,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -22,14 +21,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 
-use crate::access::{AccessLine, Decision};
 use crate::auth::{Authenticator, PeerCertificate};
-use crate::body::ProxyBody;
 use crate::config::Limits;
-use crate::error::ProxyError;
 use crate::forward::Forwarder;
-use crate::identity::{AuthMethod, Identity};
-use crate::metrics::{Metrics, method_label, status_class};
+use crate::metrics::Metrics;
+use crate::request;
 
 /// State shared by every connection.
 pub struct Shared {
@@ -41,7 +37,7 @@ pub struct Shared {
 }
 
 /// Activity of one connection, for the idle timeout.
-struct Activity {
+pub(crate) struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
     /// Requests in flight on this connection.
@@ -128,13 +124,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 }
 
 /// Counts a request in flight (globally and on its connection) until dropped.
-struct InFlight {
+pub(crate) struct InFlight {
     gauge: IntGauge,
     activity: Arc<Activity>,
 }
 
 impl InFlight {
-    fn new(gauge: IntGauge, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(gauge: IntGauge, activity: Arc<Activity>) -> Self {
         gauge.inc();
         activity.requests.fetch_add(1, Ordering::Relaxed);
         activity.served.fetch_add(1, Ordering::Relaxed);
@@ -210,184 +206,6 @@ impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(kms_common::request_id::HEADER);
-
-/// The client's `X-Request-Id` when acceptable, else 128 random bits in hex.
-fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
-    if let Some(id) = headers.get(&REQUEST_ID)
-        && kms_common::request_id::acceptable(id.as_bytes())
-    {
-        return id.clone();
-    }
-    let mut bytes = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        tracing::warn!("no randomness for a request id");
-    }
-    http::HeaderValue::from_str(&kms_common::hex::encode_upper(&bytes).to_ascii_lowercase())
-        .unwrap_or(http::HeaderValue::from_static("-"))
-}
-
-/// Serves one request: decide the identity, forward, count, log; the request id goes
-/// upstream, back to the client, and on every line logged for it.
-async fn handle(
-    shared: Arc<Shared>,
-    activity: Arc<Activity>,
-    peer: SocketAddr,
-    proto: &'static str,
-    certificate: Arc<PeerCertificate>,
-    mut request: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let id = request_id(request.headers());
-    request.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut response = handle_identified(
-        shared,
-        activity,
-        peer,
-        proto,
-        certificate,
-        request,
-        id.to_str().unwrap_or("-"),
-    )
-    .await;
-    response.headers_mut().insert(REQUEST_ID, id);
-    response
-}
-
-async fn handle_identified(
-    shared: Arc<Shared>,
-    activity: Arc<Activity>,
-    peer: SocketAddr,
-    proto: &'static str,
-    certificate: Arc<PeerCertificate>,
-    request: Request<Incoming>,
-    request_id: &str,
-) -> Response<ProxyBody> {
-    let started = Instant::now();
-    let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
-    let method = request.method().clone();
-    // A cheap clone (shared bytes) for the access line, once the request has moved on.
-    let uri = request.uri().clone();
-    // The upstream identity keys: public, answered here, never forwarded.
-    if let Some(minter) = shared.forwarder.minter()
-        && let Some(response) = crate::jwks::answer(minter, &request)
-    {
-        AccessLine {
-            method: method.as_str(),
-            path: uri.path(),
-            status: response.status().as_u16(),
-            duration: started.elapsed(),
-            decision: None,
-            peer: peer.ip(),
-            request_id,
-            outcome: "served",
-        }
-        .log();
-        return response;
-    }
-    // A refusal carries the method the request tried (for the access line and the metrics).
-    let decision = match shared
-        .authenticator
-        .authenticate(&certificate, request.headers())
-        .await
-    {
-        Ok(identity) => Ok(identity),
-        Err(error) => {
-            let attempted = shared
-                .authenticator
-                .attempted(&certificate, request.headers());
-            Err((error, attempted))
-        }
-    };
-    let reason = count_decision(&shared.metrics, &decision);
-    let (response, outcome, identity) = match decision {
-        Ok(identity) => match shared
-            .forwarder
-            .forward(request, &identity, peer, proto, guard)
-            .await
-        {
-            Ok(response) => (response, "forwarded", identity),
-            Err(error) => {
-                let outcome = match error.upstream_kind() {
-                    Some(kind) => {
-                        shared
-                            .metrics
-                            .upstream_errors
-                            .with_label_values(&[kind])
-                            .inc();
-                        "upstream_error"
-                    }
-                    None => "rejected",
-                };
-                (error.into_response(), outcome, identity)
-            }
-        },
-        Err((error, attempted)) => {
-            let identity = Identity::new(String::new(), attempted);
-            (error.into_response(), "unauthenticated", identity)
-        }
-    };
-    let elapsed = started.elapsed();
-    let status = response.status();
-    shared
-        .metrics
-        .requests
-        .with_label_values(&[
-            method_label(&method),
-            status_class(status),
-            identity.method.as_str(),
-            outcome,
-        ])
-        .inc();
-    shared
-        .metrics
-        .request_duration
-        .with_label_values(&[outcome])
-        .observe(elapsed.as_secs_f64());
-    AccessLine {
-        method: method.as_str(),
-        path: uri.path(),
-        status: status.as_u16(),
-        duration: elapsed,
-        decision: Some(Decision {
-            user: &identity.user,
-            auth_method: identity.method.as_str(),
-            reason,
-        }),
-        peer: peer.ip(),
-        request_id,
-        outcome,
-    }
-    .log();
-    response
-}
-
-/// One metric sample per authentication decision, and the reason the request's access line
-/// carries (that line is the audit record: user, method, reason, outcome; never the credential).
-fn count_decision(
-    metrics: &Metrics,
-    decision: &Result<Identity, (ProxyError, AuthMethod)>,
-) -> &'static str {
-    let (method, outcome, reason) = match decision {
-        // No method configured: nothing was verified, the default user stands in.
-        Ok(identity) if identity.method == AuthMethod::None => {
-            (identity.method, "success", "no authentication configured")
-        }
-        Ok(identity) => (identity.method, "success", "verified"),
-        Err((error, attempted)) => {
-            let reason: &'static str = match error {
-                ProxyError::Unauthenticated(reason) => reason,
-                _ => "error",
-            };
-            (*attempted, "failure", reason)
-        }
-    };
-    metrics
-        .auth_decisions
-        .with_label_values(&[method.as_str(), outcome, reason])
-        .inc();
-    reason
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -478,7 +296,7 @@ async fn serve_connection(
             let certificate = certificate.clone();
             async move {
                 Ok::<_, Infallible>(
-                    handle(shared, activity, peer, proto, certificate, request).await,
+                    request::handle(shared, activity, peer, proto, certificate, request).await,
                 )
             }
         })

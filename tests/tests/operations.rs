@@ -326,6 +326,36 @@ async fn a_changed_certificate_file_is_picked_up_without_a_signal() -> Result<()
     Ok(())
 }
 
+/// `KMS_LOG` filters the access line like any other event: `access=warn` turns it off while
+/// the rest of the info logs stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn kms_log_access_warn_turns_the_access_line_off() -> Result<()> {
+    let pki = TestPki::new("quiet")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let client = https(&pki.ca_pem)?;
+    for (filter, wanted) in [("info,access=info", true), ("info,access=warn", false)] {
+        let proxy = ProxyCommand::new()
+            .args(tls_args(&cert, &echo.url))
+            .args(["--log-format", "json"])
+            .env("KMS_LOG", filter)
+            .spawn()?;
+        for _ in 0..5 {
+            client
+                .post(proxy.url("/kmip/2_1"))
+                .body("{}")
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        // Lines reach the log within milliseconds; a second is plenty.
+        let seen = proxy.wait_for_log("\"target\":\"access\"", Duration::from_secs(1));
+        assert_eq!(seen, wanted, "KMS_LOG={filter}: {}", proxy.logs());
+        assert!(proxy.logs().contains("listening on"), "{}", proxy.logs());
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn json_access_logs_have_the_fields_and_no_secrets() -> Result<()> {
     let pki = TestPki::new("logs")?;

@@ -1,0 +1,195 @@
+//! One request on a client connection: its request id, the authentication decision, the
+//! forward upstream, the metrics and the access line (the audit record).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::access::{AccessLine, Decision};
+use crate::auth::PeerCertificate;
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::identity::{AuthMethod, Identity};
+use crate::metrics::{Metrics, method_label, status_class};
+use crate::server::{Activity, InFlight, Shared};
+
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(kms_common::request_id::HEADER);
+
+/// The client's `X-Request-Id` when acceptable, else 128 random bits in hex.
+fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
+    if let Some(id) = headers.get(&REQUEST_ID)
+        && kms_common::request_id::acceptable(id.as_bytes())
+    {
+        return id.clone();
+    }
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        tracing::warn!("no randomness for a request id");
+    }
+    http::HeaderValue::from_str(&kms_common::hex::encode_upper(&bytes).to_ascii_lowercase())
+        .unwrap_or(http::HeaderValue::from_static("-"))
+}
+
+/// Serves one request: decide the identity, forward, count, log; the request id goes
+/// upstream, back to the client, and on every line logged for it.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    proto: &'static str,
+    certificate: Arc<PeerCertificate>,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let id = request_id(request.headers());
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    let mut response = handle_identified(
+        shared,
+        activity,
+        peer,
+        proto,
+        certificate,
+        request,
+        id.to_str().unwrap_or("-"),
+    )
+    .await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+async fn handle_identified(
+    shared: Arc<Shared>,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    proto: &'static str,
+    certificate: Arc<PeerCertificate>,
+    request: Request<Incoming>,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
+    let method = request.method().clone();
+    // A cheap clone (shared bytes) for the access line, once the request has moved on.
+    let uri = request.uri().clone();
+    // The upstream identity keys: public, answered here, never forwarded.
+    if let Some(minter) = shared.forwarder.minter()
+        && let Some(response) = crate::jwks::answer(minter, &request)
+    {
+        AccessLine {
+            method: method.as_str(),
+            path: uri.path(),
+            status: response.status().as_u16(),
+            duration: started.elapsed(),
+            decision: None,
+            peer: peer.ip(),
+            request_id,
+            outcome: "served",
+        }
+        .log();
+        return response;
+    }
+    // A refusal carries the method the request tried (for the access line and the metrics).
+    let decision = match shared
+        .authenticator
+        .authenticate(&certificate, request.headers())
+        .await
+    {
+        Ok(identity) => Ok(identity),
+        Err(error) => {
+            let attempted = shared
+                .authenticator
+                .attempted(&certificate, request.headers());
+            Err((error, attempted))
+        }
+    };
+    let reason = count_decision(&shared.metrics, &decision);
+    let (response, outcome, identity) = match decision {
+        Ok(identity) => match shared
+            .forwarder
+            .forward(request, &identity, peer, proto, guard)
+            .await
+        {
+            Ok(response) => (response, "forwarded", identity),
+            Err(error) => {
+                let outcome = match error.upstream_kind() {
+                    Some(kind) => {
+                        shared
+                            .metrics
+                            .upstream_errors
+                            .with_label_values(&[kind])
+                            .inc();
+                        "upstream_error"
+                    }
+                    None => "rejected",
+                };
+                (error.into_response(), outcome, identity)
+            }
+        },
+        Err((error, attempted)) => {
+            let identity = Identity::new(String::new(), attempted);
+            (error.into_response(), "unauthenticated", identity)
+        }
+    };
+    let elapsed = started.elapsed();
+    let status = response.status();
+    shared
+        .metrics
+        .requests
+        .with_label_values(&[
+            method_label(&method),
+            status_class(status),
+            identity.method.as_str(),
+            outcome,
+        ])
+        .inc();
+    shared
+        .metrics
+        .request_duration
+        .with_label_values(&[outcome])
+        .observe(elapsed.as_secs_f64());
+    AccessLine {
+        method: method.as_str(),
+        path: uri.path(),
+        status: status.as_u16(),
+        duration: elapsed,
+        decision: Some(Decision {
+            user: &identity.user,
+            auth_method: identity.method.as_str(),
+            reason,
+        }),
+        peer: peer.ip(),
+        request_id,
+        outcome,
+    }
+    .log();
+    response
+}
+
+/// One metric sample per authentication decision, and the reason the request's access line
+/// carries (that line is the audit record: user, method, reason, outcome; never the credential).
+fn count_decision(
+    metrics: &Metrics,
+    decision: &Result<Identity, (ProxyError, AuthMethod)>,
+) -> &'static str {
+    let (method, outcome, reason) = match decision {
+        // No method configured: nothing was verified, the default user stands in.
+        Ok(identity) if identity.method == AuthMethod::None => {
+            (identity.method, "success", "no authentication configured")
+        }
+        Ok(identity) => (identity.method, "success", "verified"),
+        Err((error, attempted)) => {
+            let reason: &'static str = match error {
+                ProxyError::Unauthenticated(reason) => reason,
+                _ => "error",
+            };
+            (*attempted, "failure", reason)
+        }
+    };
+    metrics
+        .auth_decisions
+        .with_label_values(&[method.as_str(), outcome, reason])
+        .inc();
+    reason
+}
