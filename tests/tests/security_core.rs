@@ -335,6 +335,39 @@ async fn replace_cannot_race_create(stack: &Stack, trials: usize) -> Result<()> 
         }
     }
 
+    // The uid of a removed key, asked for among fresh Creates: refused as never reused, and
+    // the others are stored.
+    let retired = format!("retired-{run}");
+    for request in [
+        with_uid(&retired)?,
+        revoke(&retired, "CessationOfOperation"),
+        destroy_remove(&retired),
+    ] {
+        let (status, body) = stack.kmip_via(&alice, &request).await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let uids: Vec<String> = (0..8)
+        .map(|n| match n {
+            0 => retired.clone(),
+            _ => format!("{retired}-fresh-{n}"),
+        })
+        .collect();
+    let requests = uids
+        .iter()
+        .map(|uid| with_uid(uid))
+        .collect::<Result<Vec<_>>>()?;
+    let answers =
+        futures_util::future::join_all(requests.iter().map(|r| stack.kmip_via(&alice, r))).await;
+    for (uid, answer) in uids.iter().zip(answers) {
+        let (status, body) = answer?;
+        if *uid == retired {
+            assert_eq!(status, 422, "{uid}: {body}");
+            assert!(body.contains("never reused"), "{uid}: {body}");
+        } else {
+            assert_eq!(status, 200, "{uid}: {body}");
+        }
+    }
+
     // Replacing one's own key drops the grants of the old one.
     let uid = format!("regrant-{run}");
     stack
