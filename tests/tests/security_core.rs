@@ -252,6 +252,30 @@ async fn a_chosen_nonce_needs_the_decrypt_right() -> Result<()> {
 
 /// `trials` rounds of Create (alice) against Import with ReplaceExisting (mallory) of the same
 /// uid, both sent at once: whoever the store lets in, a user told "created" owns the key.
+/// A Create of an AES key under a uid the caller chooses.
+fn create_with_uid(uid: &str) -> Result<Value> {
+    let mut create = create_request(256, &["race"], Some("2026-01-01T00:00:00Z"));
+    create["value"][1]["value"]
+        .as_array_mut()
+        .context("attributes")?
+        .push(leaf("UniqueIdentifier", "TextString", json!(uid)));
+    Ok(create)
+}
+
+/// Creates under each of `uids`, all sent at once through `proxy`: each answer, in order.
+async fn create_at_once(
+    stack: &Stack,
+    proxy: &Proxy,
+    uids: &[String],
+) -> Result<Vec<Result<(u16, String)>>> {
+    let requests = uids
+        .iter()
+        .map(|uid| create_with_uid(uid))
+        .collect::<Result<Vec<_>>>()?;
+    let answers = requests.iter().map(|r| stack.kmip_via(proxy, r));
+    Ok(futures_util::future::join_all(answers).await)
+}
+
 async fn replace_cannot_race_create(stack: &Stack, trials: usize) -> Result<()> {
     let alice = stack.proxy_as("alice")?;
     let mallory = stack.proxy_as("mallory")?;
@@ -259,11 +283,7 @@ async fn replace_cannot_race_create(stack: &Stack, trials: usize) -> Result<()> 
     let mut alice_won = 0;
     for i in 0..trials {
         let uid = format!("race-{run}-{i}");
-        let mut create = create_request(256, &["race"], Some("2026-01-01T00:00:00Z"));
-        create["value"][1]["value"]
-            .as_array_mut()
-            .context("attributes")?
-            .push(leaf("UniqueIdentifier", "TextString", json!(uid)));
+        let create = create_with_uid(&uid)?;
         let replace = import(&uid, &[9; 32], true);
         let (created, replaced) = tokio::join!(
             stack.kmip_via(&alice, &create),
@@ -293,14 +313,6 @@ async fn replace_cannot_race_create(stack: &Stack, trials: usize) -> Result<()> 
     // Creates racing for one uid among Creates of uids of their own (the core commits them in
     // shared groups): one of the racers gets it, every other is told it exists, and every
     // other Create is stored.
-    let with_uid = |uid: &str| -> Result<Value> {
-        let mut create = create_request(256, &["race"], Some("2026-01-01T00:00:00Z"));
-        create["value"][1]["value"]
-            .as_array_mut()
-            .context("attributes")?
-            .push(leaf("UniqueIdentifier", "TextString", json!(uid)));
-        Ok(create)
-    };
     for i in 0..10 {
         let contested = format!("contested-{run}-{i}");
         let uids: Vec<String> = (0..16)
@@ -309,13 +321,7 @@ async fn replace_cannot_race_create(stack: &Stack, trials: usize) -> Result<()> 
                 _ => format!("{contested}-own-{n}"),
             })
             .collect();
-        let requests = uids
-            .iter()
-            .map(|uid| with_uid(uid))
-            .collect::<Result<Vec<_>>>()?;
-        let answers =
-            futures_util::future::join_all(requests.iter().map(|r| stack.kmip_via(&alice, r)))
-                .await;
+        let answers = create_at_once(stack, &alice, &uids).await?;
         let mut winners = 0;
         for (uid, answer) in uids.iter().zip(answers) {
             let (status, body) = answer?;
@@ -339,7 +345,7 @@ async fn replace_cannot_race_create(stack: &Stack, trials: usize) -> Result<()> 
     // the others are stored.
     let retired = format!("retired-{run}");
     for request in [
-        with_uid(&retired)?,
+        create_with_uid(&retired)?,
         revoke(&retired, "CessationOfOperation"),
         destroy_remove(&retired),
     ] {
@@ -352,12 +358,7 @@ async fn replace_cannot_race_create(stack: &Stack, trials: usize) -> Result<()> 
             _ => format!("{retired}-fresh-{n}"),
         })
         .collect();
-    let requests = uids
-        .iter()
-        .map(|uid| with_uid(uid))
-        .collect::<Result<Vec<_>>>()?;
-    let answers =
-        futures_util::future::join_all(requests.iter().map(|r| stack.kmip_via(&alice, r))).await;
+    let answers = create_at_once(stack, &alice, &uids).await?;
     for (uid, answer) in uids.iter().zip(answers) {
         let (status, body) = answer?;
         if *uid == retired {
