@@ -37,6 +37,7 @@ pub enum StoreError {
 
 mod batch;
 mod grants;
+mod group;
 mod locate;
 mod objects;
 mod rekey;

@@ -8,11 +8,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{AnyQuery, Backend, Store, StoreError, corrupt, is_unique_violation, values};
+use super::{
+    AnyQuery, Backend, Store, StoreError, corrupt, is_unique_violation, placeholders, values,
+};
 use crate::object::{Algorithm, ManagedObject, Meta, ObjectType, State};
-
-/// The columns of `columns!()`.
-pub(super) const OBJECT_COLUMNS: usize = 15;
 
 macro_rules! columns {
     () => {
@@ -128,7 +127,7 @@ impl Store {
         format!(
             "INSERT INTO objects ({}) VALUES {}",
             columns!(),
-            values(rows, OBJECT_COLUMNS)
+            values(rows, columns!().split(',').count())
         )
     }
 
@@ -349,11 +348,10 @@ impl Store {
         if tags.is_empty() {
             return self.all_uids().await;
         }
-        let placeholders: Vec<String> = (1..=tags.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT t.uid FROM object_tags t JOIN objects o ON o.uid = t.uid WHERE t.tag IN ({}) \
              GROUP BY t.uid, o.created_at HAVING COUNT(DISTINCT t.tag) = {} ORDER BY o.created_at, t.uid",
-            placeholders.join(", "),
+            placeholders(1, tags.len()),
             tags.len()
         );
         // Only numbered placeholders are generated; every value is bound.
