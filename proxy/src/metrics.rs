@@ -12,6 +12,7 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub in_flight: IntGauge,
     pub open_connections: IntGauge,
+    pub parked_connections: IntGauge,
     pub connections_rejected: IntCounter,
     pub tls_handshake_failures: IntCounterVec,
     pub upstream_errors: IntCounterVec,
@@ -47,6 +48,10 @@ impl Metrics {
             open_connections: IntGauge::new(
                 "kms_proxy_open_connections",
                 "Client connections currently open",
+            )?,
+            parked_connections: IntGauge::new(
+                "kms_proxy_parked_connections",
+                "Open client connections waiting for a request without HTTP buffers",
             )?,
             connections_rejected: IntCounter::new(
                 "kms_proxy_connections_rejected_total",
@@ -117,6 +122,7 @@ impl Metrics {
         registry.register(Box::new(metrics.request_duration.clone()))?;
         registry.register(Box::new(metrics.in_flight.clone()))?;
         registry.register(Box::new(metrics.open_connections.clone()))?;
+        registry.register(Box::new(metrics.parked_connections.clone()))?;
         registry.register(Box::new(metrics.connections_rejected.clone()))?;
         registry.register(Box::new(metrics.tls_handshake_failures.clone()))?;
         registry.register(Box::new(metrics.upstream_errors.clone()))?;

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-1000}; bin=${2:-target/release/kms-proxy}
-[ "$bin" = target/release/kms-proxy ] && cargo build --release -q -p kms-proxy -p kms-tests --bin kms-proxy --bin bench-upstream
+[ "$bin" = target/release/kms-proxy ] && [ -z "${NO_BUILD:-}" ] && cargo build --release -q -p kms-proxy -p kms-tests --bin kms-proxy --bin bench-upstream
 [ -x target/release/bench-upstream ] || cargo build --release -q -p kms-tests --bin bench-upstream
 d=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
@@ -25,7 +25,7 @@ proxy=$!
 for _ in $(seq 100); do grep -q 'kms-proxy listening on' "$d/proxy.log" 2>/dev/null && break; sleep 0.05; done
 port=$(grep -o 'listening on https://[0-9.:]*' "$d/proxy.log" | sed 's/.*://')
 rss() { awk '/VmRSS/{print $2}' "/proc/$proxy/status"; }
-python3 - "$port" "$d/cert.pem" "$n" "$proxy" <<'PY'
+IDLE_WAIT=${IDLE_WAIT:-2} python3 - "$port" "$d/cert.pem" "$n" "$proxy" <<'PY'
 import socket, ssl, sys, time
 port, ca, n, pid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 def rss():
@@ -48,7 +48,7 @@ for s in [one() for _ in range(20)]:
 time.sleep(1)
 before = rss()
 conns = [one() for _ in range(n)]
-time.sleep(2)
+time.sleep(float(__import__("os").environ.get("IDLE_WAIT", "2")))
 during = rss()
 for s in conns:
     s.close()

@@ -381,3 +381,173 @@ async fn limits_concurrent_connections() -> Result<()> {
     assert!(ok, "no connection accepted after one closed");
     Ok(())
 }
+
+/// A client connection read response by response (status line and body; Content-Length only).
+struct Http1<S> {
+    stream: S,
+    buffered: Vec<u8>,
+}
+
+impl<S: AsyncReadExt + AsyncWriteExt + Unpin> Http1<S> {
+    async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    async fn response(&mut self) -> Result<(String, String)> {
+        let deadline = Duration::from_secs(5);
+        let head_end = loop {
+            if let Some(at) = self.buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            self.fill(deadline).await?;
+        };
+        let head = String::from_utf8_lossy(&self.buffered[..head_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .context("no content-length")?;
+        while self.buffered.len() < head_end + length {
+            self.fill(deadline).await?;
+        }
+        let body = String::from_utf8_lossy(&self.buffered[head_end..head_end + length]).to_string();
+        self.buffered.drain(..head_end + length);
+        Ok((head.lines().next().unwrap_or_default().to_owned(), body))
+    }
+
+    async fn fill(&mut self, deadline: Duration) -> Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(deadline, self.stream.read(&mut chunk))
+            .await
+            .context("no response")??;
+        anyhow::ensure!(n > 0, "connection closed by the proxy");
+        self.buffered.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+/// Waits until a gauge of the proxy reads `value`.
+async fn gauge_reaches(proxy: &kms_tests::Proxy, series: &str, value: f64) -> Result<()> {
+    let mut seen = None;
+    for _ in 0..50 {
+        seen = metric(&scrape(proxy).await?, series);
+        if seen == Some(value) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{series} is {seen:?}, expected {value}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_http1_connections_park_and_serve_their_next_requests() -> Result<()> {
+    let pki = TestPki::new("park")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let mut proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .spawn()?;
+    let config = tls_config(&pki.ca_pem, &[&rustls::version::TLS13], &[b"http/1.1"])?;
+    let mut client = Http1 {
+        stream: tls_connect(config, proxy.port()).await?,
+        buffered: Vec::new(),
+    };
+    // Waiting for its first request, a connection holds no HTTP buffers either.
+    gauge_reaches(&proxy, "kms_proxy_parked_connections", 1.0).await?;
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    client.send(get("/first").as_bytes()).await?;
+    let (status, body) = client.response().await?;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains(r#""path":"/first""#), "{body}");
+    gauge_reaches(&proxy, "kms_proxy_parked_connections", 1.0).await?;
+
+    // A request whose head arrives in two parts, the connection parked in between.
+    let second = get("/second");
+    let (start, rest) = second.split_at(20);
+    client.send(start.as_bytes()).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.send(rest.as_bytes()).await?;
+    let (status, body) = client.response().await?;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains(r#""path":"/second""#), "{body}");
+
+    // Two requests in one write: both answered, in order.
+    client
+        .send(format!("{}{}", get("/third"), get("/fourth")).as_bytes())
+        .await?;
+    for path in ["/third", "/fourth"] {
+        let (status, body) = client.response().await?;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(body.contains(&format!(r#""path":"{path}""#)), "{body}");
+    }
+
+    // A request with a body, after the connection parked again.
+    gauge_reaches(&proxy, "kms_proxy_parked_connections", 1.0).await?;
+    client
+        .send(b"POST /fifth HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
+        .await?;
+    let (status, body) = client.response().await?;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains(r#""body_len":5"#), "{body}");
+    assert_eq!(echo.count(), 5);
+    let metrics = scrape(&proxy).await?;
+    assert_eq!(metric(&metrics, "kms_proxy_open_connections"), Some(1.0));
+
+    // A client that asks to close is answered, then the proxy closes.
+    client
+        .send(b"GET /last HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let (status, _) = client.response().await?;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let closed = time_to_close(&mut client.stream, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some(),
+        "the proxy kept a connection the client asked to close"
+    );
+    gauge_reaches(&proxy, "kms_proxy_open_connections", 0.0).await?;
+
+    // Parked connections close at once on SIGTERM.
+    let config = tls_config(&pki.ca_pem, &[&rustls::version::TLS13], &[b"http/1.1"])?;
+    let mut idle = tls_connect(config, proxy.port()).await?;
+    idle.write_all(get("/").as_bytes()).await?;
+    gauge_reaches(&proxy, "kms_proxy_parked_connections", 1.0).await?;
+    let start = Instant::now();
+    proxy.signal(nix::sys::signal::Signal::SIGTERM)?;
+    assert!(
+        time_to_close(&mut idle, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    assert_eq!(proxy.wait_exit(Duration::from_secs(5))?.code(), Some(0));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_serves_http2_with_prior_knowledge_and_http1() -> Result<()> {
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(["--insecure-http", "--upstream", &echo.url])
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{}/h2c", proxy.port());
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build()?;
+    let r = h2.get(&url).send().await?;
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let h1 = reqwest::Client::builder().http1_only().build()?;
+    for _ in 0..2 {
+        let r = h1.get(&url).send().await?;
+        assert_eq!(r.version(), http::Version::HTTP_11);
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(echo.count(), 3);
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! One client connection after its handshake, served to its end.
+//!
+//! An HTTP/1 connection that goes idle is *parked*: hyper's connection (its read buffer of 8 to
+//! 16 KiB, its 8 KiB write buffer, the slot of the request in flight) is dropped, and only the
+//! socket and its TLS state wait for the next bytes; a new hyper connection is built when they
+//! arrive. A keep-alive connection that nobody uses then costs a few KiB instead of about 30.
+//! HTTP/2 connections are served by hyper-util's connection to their end.
+
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Interval;
+
+use super::activity::Activity;
+use super::{GaugeGuard, Shared};
+use crate::auth::PeerCertificate;
+use crate::body::ProxyBody;
+use crate::config::Limits;
+use crate::request;
+
+/// How long closing a connection may wait for the TLS close_notify and the FIN to be written.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The HTTP/2 connection preface: a client that did not negotiate a protocol with ALPN and
+/// starts with it speaks HTTP/2.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the client can speak, from ALPN.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Protocol {
+    Http1,
+    Http2,
+    /// No ALPN (a client without it, or plain TCP): HTTP/2 if the first bytes are its preface.
+    Unknown,
+}
+
+/// The request handler of one connection.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) proto: &'static str,
+    pub(crate) certificate: Arc<PeerCertificate>,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for Handler {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    // Boxed so that hyper's connection is `Unpin` and can be taken apart when it parks.
+    type Future = Answer;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            Ok(request::handle(
+                this.shared,
+                this.activity,
+                this.peer,
+                this.proto,
+                this.certificate,
+                request,
+            )
+            .await)
+        })
+    }
+}
+
+/// An I/O stream that first yields bytes already read from it.
+pub(crate) struct Replay<T> {
+    head: Bytes,
+    inner: T,
+}
+
+impl<T> Replay<T> {
+    pub(crate) fn new(inner: T) -> Self {
+        Self {
+            head: Bytes::new(),
+            inner,
+        }
+    }
+
+    /// Puts bytes read but not used back in front. They are copied, so that the buffer they
+    /// were cut from (hyper's read buffer) is freed.
+    fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut joined = BytesMut::with_capacity(bytes.len() + self.head.len());
+        joined.extend_from_slice(bytes);
+        joined.extend_from_slice(&self.head);
+        self.head = joined.freeze();
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.head.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = this.head.len().min(buf.remaining());
+        buf.put_slice(&this.head[..n]);
+        this.head.advance(n);
+        if this.head.is_empty() {
+            this.head = Bytes::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(hard_cap(limits))
+        .keep_alive(true);
+    builder
+}
+
+fn auto_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(hard_cap(limits))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(hard_cap(limits)).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// hyper's own caps sit above ours, so the proxy usually answers an oversized header block
+/// itself with a JSON 431; beyond the cap hyper answers 431 (HTTP/1.1) or resets.
+fn hard_cap(limits: &Limits) -> usize {
+    limits.max_header_size.saturating_mul(2).max(16 * 1024)
+}
+
+/// How a parked connection's wait ended.
+enum Wake {
+    /// The client sent bytes (now at the head of the stream).
+    Bytes,
+    /// The client closed the connection or it failed.
+    Gone,
+    /// The proxy closes it: idle timeout, no first request in time, or shutdown.
+    Close,
+}
+
+/// One connection and its timers.
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    handler: Handler,
+    ticker: Interval,
+    closing: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(handler: Handler, shutdown: watch::Receiver<bool>) -> Self {
+        let limits = &handler.shared.limits;
+        let period = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        Self {
+            shared: handler.shared.clone(),
+            activity: handler.activity.clone(),
+            peer: handler.peer,
+            shutdown,
+            handler,
+            ticker: tokio::time::interval(period),
+            closing: false,
+        }
+    }
+
+    /// Serves the connection until it closes.
+    pub(crate) async fn run<T>(mut self, io: T, protocol: Protocol)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut io = Replay::new(io);
+        // The futures of the two ways to serve are boxed: only the one in use takes memory,
+        // and a parked connection keeps neither.
+        if protocol == Protocol::Http2 {
+            return Box::pin(self.serve_auto(io)).await;
+        }
+        let builder = http1_builder(&self.shared.limits);
+        let mut first = true;
+        loop {
+            if io.head.is_empty() {
+                match self.wait_for_bytes(&mut io).await {
+                    Wake::Bytes => {}
+                    Wake::Gone => return,
+                    Wake::Close => return close(io).await,
+                }
+            }
+            if std::mem::take(&mut first)
+                && protocol == Protocol::Unknown
+                && io.head.len().min(H2_PREFACE.len()) > 0
+                && H2_PREFACE.starts_with(&io.head[..io.head.len().min(H2_PREFACE.len())])
+            {
+                return Box::pin(self.serve_auto(io)).await;
+            }
+            match Box::pin(self.serve_http1(&builder, io)).await {
+                Some(parked) => io = parked,
+                None => return,
+            }
+        }
+    }
+
+    /// The proxy's own timeouts: idle keep-alive, or a connection that never completed a first
+    /// request (HTTP/2 clients, or clients that send nothing, escape hyper's header timer).
+    fn expired(&self) -> bool {
+        let limits = &self.shared.limits;
+        let activity = &self.activity;
+        let idle = activity.requests.load(Ordering::Relaxed) == 0
+            && activity.idle_for() >= limits.idle_timeout;
+        let never_asked = activity.served.load(Ordering::Relaxed) == 0
+            && activity.epoch.elapsed() >= limits.header_read_timeout;
+        idle || never_asked
+    }
+
+    /// Parked: waits for the client's next bytes, holding no HTTP buffer.
+    async fn wait_for_bytes<T: AsyncRead + Unpin>(&mut self, io: &mut Replay<T>) -> Wake {
+        let _parked = GaugeGuard::new(self.shared.metrics.parked_connections.clone());
+        let mut first = [0u8; 64];
+        loop {
+            tokio::select! {
+                read = io.inner.read(&mut first) => return match read {
+                    Ok(0) | Err(_) => Wake::Gone,
+                    Ok(n) => {
+                        io.head = Bytes::copy_from_slice(&first[..n]);
+                        Wake::Bytes
+                    }
+                },
+                _ = self.shutdown.changed() => return Wake::Close,
+                _ = self.ticker.tick() => if self.expired() {
+                    return Wake::Close;
+                },
+            }
+        }
+    }
+
+    /// Serves HTTP/1 requests until the connection closes (`None`) or parks (its stream back,
+    /// with any bytes hyper had read but not used at its head).
+    async fn serve_http1<T>(&mut self, builder: &http1::Builder, io: Replay<T>) -> Option<Replay<T>>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let served_before = self.activity.served.load(Ordering::Relaxed);
+        let mut connection =
+            Box::new(builder.serve_connection(TokioIo::new(io), self.handler.clone()));
+        let mut parking = false;
+        loop {
+            tokio::select! {
+                result = poll_fn(|cx| {
+                    let polled = connection.poll_without_shutdown(cx);
+                    if polled.is_pending()
+                        && !parking
+                        && !self.closing
+                        && self.activity.requests.load(Ordering::Relaxed) == 0
+                        && self.activity.served.load(Ordering::Relaxed) > served_before
+                    {
+                        // The response is written (hyper writes its head as soon as the
+                        // handler answers): park. If hyper's connection is idle, shutting it
+                        // down gracefully ends it at once without a byte sent; if a response
+                        // is still being flushed, it ends right after it.
+                        parking = true;
+                        Pin::new(&mut *connection).graceful_shutdown();
+                        return connection.poll_without_shutdown(cx);
+                    }
+                    polled
+                }) => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+                        return None;
+                    }
+                    break;
+                }
+                _ = self.shutdown.changed(), if !self.closing => {
+                    self.closing = true;
+                    Pin::new(&mut *connection).graceful_shutdown();
+                }
+                _ = self.ticker.tick(), if !self.closing => if self.expired() {
+                    self.closing = true;
+                    Pin::new(&mut *connection).graceful_shutdown();
+                },
+            }
+        }
+        let parts = connection.into_parts();
+        let mut io = parts.io.into_inner();
+        if !parking || self.closing {
+            // The client asked to close, or the proxy does.
+            close(io).await;
+            return None;
+        }
+        io.unread(&parts.read_buf);
+        Some(io)
+    }
+
+    /// Serves a connection that may speak HTTP/2 to its end.
+    async fn serve_auto<T>(mut self, io: Replay<T>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let builder = auto_builder(&self.shared.limits);
+        let connection = builder.serve_connection(TokioIo::new(io), self.handler.clone());
+        let mut connection = Box::pin(connection);
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = self.shutdown.changed(), if !self.closing => {
+                    self.closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                _ = self.ticker.tick(), if !self.closing => if self.expired() {
+                    self.closing = true;
+                    connection.as_mut().graceful_shutdown();
+                },
+            }
+        }
+    }
+}
+
+/// Closes a connection: TLS close_notify and FIN, bounded in time.
+async fn close<T: AsyncWrite + Unpin>(mut io: Replay<T>) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn replay_yields_unread_bytes_first_and_frees_them() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut io = Replay::new(client);
+        server.write_all(b" world").await.unwrap();
+        io.unread(b"lo");
+        io.unread(b"hel");
+        let mut got = [0u8; 2];
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"he");
+        let mut rest = [0u8; 9];
+        io.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"llo world");
+        assert!(io.head.is_empty());
+        io.unread(b"");
+        assert!(io.head.is_empty());
+    }
+}
