@@ -32,6 +32,11 @@ use crate::body::ProxyBody;
 use crate::config::Limits;
 use crate::request;
 
+/// How long an HTTP/1 connection waits for its next request before it parks. Short, so that a
+/// burst of connections that then idle never holds many hyper buffers at once; long enough
+/// that a client sending requests back to back never parks.
+const PARK_DELAY: Duration = Duration::from_millis(10);
+
 /// How long closing a connection may wait for the TLS close_notify and the FIN to be written.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -304,25 +309,35 @@ impl Driver {
         let mut connection =
             Box::new(builder.serve_connection(TokioIo::new(io), self.handler.clone()));
         let mut parking = false;
+        // Parks PARK_DELAY after a response if no request followed: a client that sends its
+        // requests back to back keeps its hyper connection (and its buffers and header cache).
+        let mut park_timer = Box::pin(tokio::time::sleep(PARK_DELAY));
+        let mut armed_for = None;
         loop {
             tokio::select! {
-                result = poll_fn(|cx| {
+                result = poll_fn(|cx| loop {
                     let polled = connection.poll_without_shutdown(cx);
-                    if polled.is_pending()
-                        && !parking
-                        && !self.closing
-                        && self.activity.requests.load(Ordering::Relaxed) == 0
-                        && self.activity.served.load(Ordering::Relaxed) > served_before
-                    {
-                        // The response is written (hyper writes its head as soon as the
-                        // handler answers): park. If hyper's connection is idle, shutting it
-                        // down gracefully ends it at once without a byte sent; if a response
-                        // is still being flushed, it ends right after it.
-                        parking = true;
-                        Pin::new(&mut *connection).graceful_shutdown();
-                        return connection.poll_without_shutdown(cx);
+                    if polled.is_ready() || parking || self.closing {
+                        return polled;
                     }
-                    polled
+                    let served = self.activity.served.load(Ordering::Relaxed);
+                    if self.activity.requests.load(Ordering::Relaxed) != 0 || served == served_before {
+                        return polled;
+                    }
+                    // The response is written (hyper writes its head as soon as the handler
+                    // answers). Moving a timer's deadline later is an atomic store.
+                    if armed_for != Some(served) {
+                        armed_for = Some(served);
+                        park_timer.as_mut().reset(tokio::time::Instant::now() + PARK_DELAY);
+                    }
+                    if park_timer.as_mut().poll(cx).is_pending() {
+                        return polled;
+                    }
+                    // Idle since: shutting hyper's connection down gracefully ends it at once
+                    // without a byte sent (if a response were still being flushed, right after
+                    // it).
+                    parking = true;
+                    Pin::new(&mut *connection).graceful_shutdown();
                 }) => {
                     if let Err(e) = result {
                         tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
