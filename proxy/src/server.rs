@@ -17,7 +17,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 
-use activity::TrackedIo;
 pub(crate) use activity::{Activity, InFlight};
 use connection::{Driver, Handler, Protocol};
 
@@ -157,10 +156,6 @@ async fn serve_connection(
         None => (Either::Right(tcp), "http", Protocol::Unknown),
     };
     let activity = Arc::new(Activity::new());
-    let io = TrackedIo {
-        inner: io,
-        activity: activity.clone(),
-    };
     let handler = Handler {
         shared,
         activity,

@@ -96,17 +96,20 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
     }
 }
 
-/// An I/O stream that first yields bytes already read from it.
-pub(crate) struct Replay<T> {
-    head: Bytes,
+/// The client's stream: records when bytes last moved (for the idle timeout), and first yields
+/// bytes already read from it.
+pub(crate) struct Stream<T> {
     inner: T,
+    activity: Arc<Activity>,
+    head: Bytes,
 }
 
-impl<T> Replay<T> {
-    pub(crate) fn new(inner: T) -> Self {
+impl<T> Stream<T> {
+    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
         Self {
-            head: Bytes::new(),
             inner,
+            activity,
+            head: Bytes::new(),
         }
     }
 
@@ -123,7 +126,7 @@ impl<T> Replay<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for Stream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -131,7 +134,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         if this.head.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            let before = buf.filled().len();
+            let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if buf.filled().len() > before {
+                this.activity.touch();
+            }
+            return result;
         }
         let n = this.head.len().min(buf.remaining());
         buf.put_slice(&this.head[..n]);
@@ -143,13 +151,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        result
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
@@ -162,7 +175,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        result
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -245,7 +263,7 @@ impl Driver {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let mut io = Replay::new(io);
+        let mut io = Stream::new(io, self.activity.clone());
         // The futures of the two ways to serve are boxed: only the one in use takes memory,
         // and a parked connection keeps neither.
         if protocol == Protocol::Http2 {
@@ -284,12 +302,12 @@ impl Driver {
     }
 
     /// Parked: waits for the client's next bytes, holding no HTTP buffer.
-    async fn wait_for_bytes<T: AsyncRead + Unpin>(&mut self, io: &mut Replay<T>) -> Wake {
+    async fn wait_for_bytes<T: AsyncRead + Unpin>(&mut self, io: &mut Stream<T>) -> Wake {
         let _parked = GaugeGuard::new(self.shared.metrics.parked_connections.clone());
         let mut first = [0u8; 64];
         loop {
             tokio::select! {
-                read = io.inner.read(&mut first) => return match read {
+                read = io.read(&mut first) => return match read {
                     Ok(0) | Err(_) => Wake::Gone,
                     Ok(n) => {
                         io.head = Bytes::copy_from_slice(&first[..n]);
@@ -306,7 +324,7 @@ impl Driver {
 
     /// Serves HTTP/1 requests until the connection closes (`None`) or parks (its stream back,
     /// with any bytes hyper had read but not used at its head).
-    async fn serve_http1<T>(&mut self, builder: &http1::Builder, io: Replay<T>) -> Option<Replay<T>>
+    async fn serve_http1<T>(&mut self, builder: &http1::Builder, io: Stream<T>) -> Option<Stream<T>>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -372,7 +390,7 @@ impl Driver {
     }
 
     /// Serves a connection that may speak HTTP/2 to its end.
-    async fn serve_auto<T>(mut self, io: Replay<T>)
+    async fn serve_auto<T>(mut self, io: Stream<T>)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -401,7 +419,7 @@ impl Driver {
 }
 
 /// Closes a connection: TLS close_notify and FIN, bounded in time.
-async fn close<T: AsyncWrite + Unpin>(mut io: Replay<T>) {
+async fn close<T: AsyncWrite + Unpin>(mut io: Stream<T>) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.shutdown()).await;
 }
 
@@ -420,9 +438,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replay_yields_unread_bytes_first_and_frees_them() {
+    async fn the_stream_yields_unread_bytes_first_and_frees_them() {
         let (client, mut server) = tokio::io::duplex(64);
-        let mut io = Replay::new(client);
+        let mut io = Stream::new(client, Arc::new(Activity::new()));
         server.write_all(b" world").await.unwrap();
         io.unread(b"lo");
         io.unread(b"hel");
