@@ -551,3 +551,52 @@ async fn plain_http_serves_http2_with_prior_knowledge_and_http1() -> Result<()> 
     assert_eq!(echo.count(), 3);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_response_to_a_slow_reader_arrives_whole_and_the_connection_parks_after()
+-> Result<()> {
+    let pki = TestPki::new("slow-reader")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let echo = Echo::tcp().await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &echo.url))
+        .spawn()?;
+    let config = tls_config(&pki.ca_pem, &[&rustls::version::TLS13], &[b"http/1.1"])?;
+    let mut stream = tls_connect(config, proxy.port()).await?;
+    let n = 24 * 1024 * 1024;
+    stream
+        .write_all(format!("GET /bytes/{n} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    // The client reads nothing for a while: the socket buffers fill and the proxy waits on the
+    // client's window, well past the delay after which an idle connection parks.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut raw = Vec::with_capacity(n + 64 * 1024);
+    let mut chunk = vec![0u8; 256 * 1024];
+    while !raw.ends_with(b"\r\n0\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
+            .await
+            .context("response stalled")??;
+        anyhow::ensure!(read > 0, "connection closed after {} bytes", raw.len());
+        raw.extend_from_slice(&chunk[..read]);
+    }
+    let body_at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no head")?;
+    assert!(raw.starts_with(b"HTTP/1.1 200"));
+    // Chunk-size lines are hex digits: every 'x' of the body is counted once.
+    let xs = raw[body_at..].iter().filter(|&&b| b == b'x').count();
+    assert_eq!(xs, n, "body truncated or padded");
+    gauge_reaches(&proxy, "kms_proxy_parked_connections", 1.0).await?;
+    let mut client = Http1 {
+        stream,
+        buffered: Vec::new(),
+    };
+    client
+        .send(b"GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let (status, body) = client.response().await?;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains(r#""path":"/after""#), "{body}");
+    Ok(())
+}

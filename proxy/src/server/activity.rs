@@ -2,7 +2,7 @@
 //! served.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
@@ -15,6 +15,9 @@ pub(crate) struct Activity {
     pub(super) requests: AtomicUsize,
     /// Requests ever started on this connection.
     pub(super) served: AtomicU64,
+    /// The last write or flush to the client could not complete (its receive window is full):
+    /// hyper may hold bytes not yet sent.
+    pub(super) write_blocked: AtomicBool,
 }
 
 impl Activity {
@@ -24,6 +27,7 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             requests: AtomicUsize::new(0),
             served: AtomicU64::new(0),
+            write_blocked: AtomicBool::new(false),
         }
     }
     pub(super) fn touch(&self) {

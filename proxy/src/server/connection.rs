@@ -151,6 +151,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for Stream<T> {
     }
 }
 
+impl<T> Stream<T> {
+    /// Records that bytes moved, or that the client's window is full.
+    fn wrote<R>(&self, result: Poll<std::io::Result<R>>, moved: bool) -> Poll<std::io::Result<R>> {
+        self.activity
+            .write_blocked
+            .store(result.is_pending(), Ordering::Relaxed);
+        if moved {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -159,13 +172,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        result
+        let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
+        this.wrote(result, moved)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.wrote(result, false)
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
@@ -177,10 +190,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        result
+        let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
+        this.wrote(result, moved)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -339,16 +350,25 @@ impl Driver {
         loop {
             tokio::select! {
                 result = poll_fn(|cx| loop {
-                    let polled = connection.poll_without_shutdown(cx);
-                    if polled.is_ready() || parking || self.closing {
+                    if parking {
+                        return connection.poll_without_shutdown(cx).map_ok(|()| true);
+                    }
+                    // Until it parks, hyper's connection ends the usual way: what it buffered
+                    // is flushed, then the stream shut down.
+                    let polled = Pin::new(&mut *connection).poll(cx).map_ok(|()| false);
+                    if polled.is_ready() || self.closing {
                         return polled;
                     }
                     let served = self.activity.served.load(Ordering::Relaxed);
-                    if self.activity.requests.load(Ordering::Relaxed) != 0 || served == served_before {
+                    if self.activity.requests.load(Ordering::Relaxed) != 0
+                        || served == served_before
+                        || self.activity.write_blocked.load(Ordering::Relaxed)
+                    {
                         return polled;
                     }
                     // The response is written (hyper writes its head as soon as the handler
-                    // answers). Moving a timer's deadline later is an atomic store.
+                    // answers) and sent (nothing waits for the client's window). Moving a
+                    // timer's deadline later is an atomic store.
                     if armed_for != Some(served) {
                         armed_for = Some(served);
                         park_timer.as_mut().reset(tokio::time::Instant::now() + PARK_DELAY);
@@ -357,17 +377,18 @@ impl Driver {
                         return polled;
                     }
                     // Idle since: shutting hyper's connection down gracefully ends it at once
-                    // without a byte sent (if a response were still being flushed, right after
-                    // it).
+                    // without a byte sent.
                     parking = true;
                     Pin::new(&mut *connection).graceful_shutdown();
-                }) => {
-                    if let Err(e) = result {
+                }) => match result {
+                    Err(e) => {
                         tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
                         return None;
                     }
-                    break;
-                }
+                    // Ended (the client closed or asked to, or the proxy closes it).
+                    Ok(false) => return None,
+                    Ok(true) => break,
+                },
                 _ = self.shutdown.changed(), if !self.closing => {
                     self.closing = true;
                     Pin::new(&mut *connection).graceful_shutdown();
@@ -380,8 +401,7 @@ impl Driver {
         }
         let parts = connection.into_parts();
         let mut io = parts.io.into_inner();
-        if !parking || self.closing {
-            // The client asked to close, or the proxy does.
+        if self.closing {
             close(io).await;
             return None;
         }
