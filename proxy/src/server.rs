@@ -4,6 +4,7 @@
 
 mod activity;
 mod connection;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,20 +14,21 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Interval;
 
 use super::activity::Activity;
+use super::stream::Stream;
 use super::{GaugeGuard, Shared};
 use crate::auth::PeerCertificate;
 use crate::body::ProxyBody;
@@ -96,108 +97,6 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
     }
 }
 
-/// The client's stream: records when bytes last moved (for the idle timeout), and first yields
-/// bytes already read from it.
-pub(crate) struct Stream<T> {
-    inner: T,
-    activity: Arc<Activity>,
-    head: Bytes,
-}
-
-impl<T> Stream<T> {
-    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self {
-            inner,
-            activity,
-            head: Bytes::new(),
-        }
-    }
-
-    /// Puts bytes read but not used back in front. They are copied, so that the buffer they
-    /// were cut from (hyper's read buffer) is freed.
-    fn unread(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        let mut joined = BytesMut::with_capacity(bytes.len() + self.head.len());
-        joined.extend_from_slice(bytes);
-        joined.extend_from_slice(&self.head);
-        self.head = joined.freeze();
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Stream<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.head.is_empty() {
-            let before = buf.filled().len();
-            let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-            if buf.filled().len() > before {
-                this.activity.touch();
-            }
-            return result;
-        }
-        let n = this.head.len().min(buf.remaining());
-        buf.put_slice(&this.head[..n]);
-        this.head.advance(n);
-        if this.head.is_empty() {
-            this.head = Bytes::new();
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T> Stream<T> {
-    /// Records that bytes moved, or that the client's window is full.
-    fn wrote<R>(&self, result: Poll<std::io::Result<R>>, moved: bool) -> Poll<std::io::Result<R>> {
-        self.activity
-            .write_blocked
-            .store(result.is_pending(), Ordering::Relaxed);
-        if moved {
-            self.activity.touch();
-        }
-        result
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Stream<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
-        this.wrote(result, moved)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_flush(cx);
-        this.wrote(result, false)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
-        this.wrote(result, moved)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 fn http1_builder(limits: &Limits) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
@@ -244,9 +143,6 @@ enum Wake {
 
 /// One connection and its timers.
 pub(crate) struct Driver {
-    shared: Arc<Shared>,
-    activity: Arc<Activity>,
-    peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
     handler: Handler,
     ticker: Interval,
@@ -259,9 +155,6 @@ impl Driver {
         let period = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
             .clamp(Duration::from_millis(100), Duration::from_secs(5));
         Self {
-            shared: handler.shared.clone(),
-            activity: handler.activity.clone(),
-            peer: handler.peer,
             shutdown,
             handler,
             ticker: tokio::time::interval(period),
@@ -274,13 +167,13 @@ impl Driver {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let mut io = Stream::new(io, self.activity.clone());
+        let mut io = Stream::new(io, self.handler.activity.clone());
         // The futures of the two ways to serve are boxed: only the one in use takes memory,
         // and a parked connection keeps neither.
         if protocol == Protocol::Http2 {
             return Box::pin(self.serve_auto(io)).await;
         }
-        let builder = http1_builder(&self.shared.limits);
+        let builder = http1_builder(&self.handler.shared.limits);
         let mut first = true;
         loop {
             if io.head.is_empty() {
@@ -303,8 +196,8 @@ impl Driver {
     /// The proxy's own timeouts: idle keep-alive, or a connection that never completed a first
     /// request (HTTP/2 clients, or clients that send nothing, escape hyper's header timer).
     fn expired(&self) -> bool {
-        let limits = &self.shared.limits;
-        let activity = &self.activity;
+        let limits = &self.handler.shared.limits;
+        let activity = &self.handler.activity;
         let idle = activity.requests.load(Ordering::Relaxed) == 0
             && activity.idle_for() >= limits.idle_timeout;
         let never_asked = activity.served.load(Ordering::Relaxed) == 0
@@ -314,7 +207,7 @@ impl Driver {
 
     /// Parked: waits for the client's next bytes, holding no HTTP buffer.
     async fn wait_for_bytes<T: AsyncRead + Unpin>(&mut self, io: &mut Stream<T>) -> Wake {
-        let _parked = GaugeGuard::new(self.shared.metrics.parked_connections.clone());
+        let _parked = GaugeGuard::new(self.handler.shared.metrics.parked_connections.clone());
         let mut first = [0u8; 64];
         loop {
             tokio::select! {
@@ -339,7 +232,7 @@ impl Driver {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let served_before = self.activity.served.load(Ordering::Relaxed);
+        let served_before = self.handler.activity.served.load(Ordering::Relaxed);
         let mut connection =
             Box::new(builder.serve_connection(TokioIo::new(io), self.handler.clone()));
         let mut parking = false;
@@ -359,10 +252,10 @@ impl Driver {
                     if polled.is_ready() || self.closing {
                         return polled;
                     }
-                    let served = self.activity.served.load(Ordering::Relaxed);
-                    if self.activity.requests.load(Ordering::Relaxed) != 0
+                    let served = self.handler.activity.served.load(Ordering::Relaxed);
+                    if self.handler.activity.requests.load(Ordering::Relaxed) != 0
                         || served == served_before
-                        || self.activity.write_blocked.load(Ordering::Relaxed)
+                        || self.handler.activity.write_blocked.load(Ordering::Relaxed)
                     {
                         return polled;
                     }
@@ -382,7 +275,7 @@ impl Driver {
                     Pin::new(&mut *connection).graceful_shutdown();
                 }) => match result {
                     Err(e) => {
-                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+                        tracing::debug!(peer = %self.handler.peer, error = %e, "connection ended with an error");
                         return None;
                     }
                     // Ended (the client closed or asked to, or the proxy closes it).
@@ -414,14 +307,14 @@ impl Driver {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let builder = auto_builder(&self.shared.limits);
+        let builder = auto_builder(&self.handler.shared.limits);
         let connection = builder.serve_connection(TokioIo::new(io), self.handler.clone());
         let mut connection = Box::pin(connection);
         loop {
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(e) = result {
-                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+                        tracing::debug!(peer = %self.handler.peer, error = %e, "connection ended with an error");
                     }
                     return;
                 }
@@ -455,23 +348,5 @@ mod tests {
         assert!(!may_be_h2(b""));
         assert!(!may_be_h2(b"POST / HTTP/1.1\r\n"));
         assert!(!may_be_h2(b"PRI * HTTP/1.1\r\n"));
-    }
-
-    #[tokio::test]
-    async fn the_stream_yields_unread_bytes_first_and_frees_them() {
-        let (client, mut server) = tokio::io::duplex(64);
-        let mut io = Stream::new(client, Arc::new(Activity::new()));
-        server.write_all(b" world").await.unwrap();
-        io.unread(b"lo");
-        io.unread(b"hel");
-        let mut got = [0u8; 2];
-        io.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"he");
-        let mut rest = [0u8; 9];
-        io.read_exact(&mut rest).await.unwrap();
-        assert_eq!(&rest, b"llo world");
-        assert!(io.head.is_empty());
-        io.unread(b"");
-        assert!(io.head.is_empty());
     }
 }
