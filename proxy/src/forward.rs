@@ -1,13 +1,19 @@
-//! The pooled client to the upstream (Unix socket, http or https) and the forwarding of one
-//! request: bounds, hop-by-hop headers, identity headers, timeouts, streaming both ways.
+//! The forwarding of one request to the upstream (Unix socket, http or https): bounds,
+//! hop-by-hop headers, identity headers, timeouts, streaming both ways. An HTTP/1 client
+//! connection's requests go on its own upstream connection (its [`Lane`]); HTTP/2 clients'
+//! and the proxy's own requests go through a pooled client.
 
-use std::future::Future;
-use std::io;
+mod lane;
+mod upstream;
+
+pub use lane::Lane;
+use lane::{IdlePool, LaneError};
+use upstream::{ConnectError, UpstreamConnector};
+
+pub use kms_common::error::chain as error_chain;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -15,207 +21,27 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{FaultCell, GuardedBody, ProxyBody};
-use crate::config::{Config, Limits, Upstream};
+use crate::config::{Config, Limits};
 use crate::error::{ProxyError, UpstreamErrorKind};
 use crate::identity::{Identity, IdentityHeaders};
 use crate::metrics::Metrics;
 use crate::mint::Minter;
 
-/// A connection to the upstream, whatever its transport.
-pub enum UpstreamStream {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
+/// How long an idle upstream connection is kept, and how many are.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const MAX_IDLE: usize = 256;
+/// The most an upstream connection buffers of an answer's head.
+const UPSTREAM_MAX_BUF: usize = 64 * 1024;
 
-macro_rules! delegate {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self.get_mut() {
-            UpstreamStream::Unix($s) => {
-                let $s = Pin::new($s);
-                $e
-            }
-            UpstreamStream::Tcp($s) => {
-                let $s = Pin::new($s);
-                $e
-            }
-            UpstreamStream::Tls($s) => {
-                let $s = Pin::new($s.as_mut());
-                $e
-            }
-        }
-    };
-}
-
-impl AsyncRead for UpstreamStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        delegate!(self, s => s.poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for UpstreamStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => s.poll_write(cx, buf))
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, s => s.poll_flush(cx))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, s => s.poll_shutdown(cx))
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => s.poll_write_vectored(cx, bufs))
-    }
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Unix(s) => s.is_write_vectored(),
-            Self::Tcp(s) => s.is_write_vectored(),
-            Self::Tls(s) => s.is_write_vectored(),
-        }
-    }
-}
-
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-/// Why a connection to the upstream could not be made; its source says what the system or
-/// the TLS library reported.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", describe_connect(*.kind))]
-pub struct ConnectError {
-    pub kind: UpstreamErrorKind,
-    #[source]
-    source: io::Error,
-}
-
-fn describe_connect(kind: UpstreamErrorKind) -> &'static str {
-    match kind {
-        UpstreamErrorKind::Connect => "cannot connect to the upstream",
-        UpstreamErrorKind::ConnectTimeout => {
-            "no connection to the upstream within upstream_connect_timeout"
-        }
-        UpstreamErrorKind::Tls => {
-            "TLS handshake with the upstream failed (is its certificate signed by \
-             upstream_ca_cert_file and does it name the upstream host?)"
-        }
-    }
-}
-
-pub use kms_common::error::chain as error_chain;
-
-/// Opens connections to the configured upstream, with a timeout.
-#[derive(Clone)]
-pub struct UpstreamConnector {
-    target: Arc<Target>,
-    timeout: Duration,
-}
-
-enum Target {
-    Unix(PathBuf),
-    Tcp {
-        host: String,
-        port: u16,
-    },
-    Tls {
-        host: String,
-        port: u16,
-        server_name: ServerName<'static>,
-        connector: TlsConnector,
-    },
-}
-
-impl UpstreamConnector {
-    async fn connect(target: &Target) -> Result<UpstreamStream, ConnectError> {
-        let connect_err = |source| ConnectError {
-            kind: UpstreamErrorKind::Connect,
-            source,
-        };
-        match target {
-            Target::Unix(path) => UnixStream::connect(path)
-                .await
-                .map(UpstreamStream::Unix)
-                .map_err(connect_err),
-            Target::Tcp { host, port } => {
-                let tcp = TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(connect_err)?;
-                let _ = tcp.set_nodelay(true);
-                Ok(UpstreamStream::Tcp(tcp))
-            }
-            Target::Tls {
-                host,
-                port,
-                server_name,
-                connector,
-            } => {
-                let tcp = TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(connect_err)?;
-                let _ = tcp.set_nodelay(true);
-                let tls = connector
-                    .connect(server_name.clone(), tcp)
-                    .await
-                    .map_err(|source| ConnectError {
-                        kind: UpstreamErrorKind::Tls,
-                        source,
-                    })?;
-                Ok(UpstreamStream::Tls(Box::new(tls)))
-            }
-        }
-    }
-}
-
-impl tower_service::Service<Uri> for UpstreamConnector {
-    type Response = TokioIo<UpstreamStream>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let target = self.target.clone();
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, Self::connect(&target)).await {
-                Ok(stream) => stream.map(TokioIo::new),
-                Err(_) => Err(ConnectError {
-                    kind: UpstreamErrorKind::ConnectTimeout,
-                    source: io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
-                }),
-            }
-        })
-    }
-}
-
-/// Forwards requests to the upstream through a connection pool.
+/// Forwards requests to the upstream: on lanes, or through a connection pool.
 pub struct Forwarder {
     client: Client<UpstreamConnector, ProxyBody>,
+    connector: UpstreamConnector,
+    /// Idle upstream connections the lanes share.
+    idle: Arc<IdlePool>,
     scheme: &'static str,
     authority: String,
     limits: Limits,
@@ -281,54 +107,18 @@ impl Forwarder {
         metrics: Metrics,
         minter: Option<Arc<Minter>>,
     ) -> Result<Self, crate::error::StartError> {
-        let (target, scheme) = match (&config.upstream, upstream_tls) {
-            (Upstream::Unix(path), _) => (Target::Unix(path.clone()), "http"),
-            (Upstream::Http { host, port }, _) => (
-                Target::Tcp {
-                    host: host.clone(),
-                    port: *port,
-                },
-                "http",
-            ),
-            (Upstream::Https { host, port }, Some(tls)) => {
-                let server_name = ServerName::try_from(host.clone()).map_err(|_| {
-                    crate::error::StartError::Config(crate::config::ConfigError::Invalid {
-                        key: "upstream",
-                        reason: format!("{host:?} is not a valid TLS server name"),
-                    })
-                })?;
-                (
-                    Target::Tls {
-                        host: host.clone(),
-                        port: *port,
-                        server_name,
-                        connector: TlsConnector::from(tls),
-                    },
-                    "https",
-                )
-            }
-            (Upstream::Https { .. }, None) => {
-                return Err(crate::error::StartError::Config(
-                    crate::config::ConfigError::Invalid {
-                        key: "upstream",
-                        reason: "https upstream without TLS settings".into(),
-                    },
-                ));
-            }
-        };
-        let connector = UpstreamConnector {
-            target: Arc::new(target),
-            timeout: config.limits.upstream_connect_timeout,
-        };
+        let (connector, scheme) = UpstreamConnector::new(config, upstream_tls)?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .http1_max_buf_size(64 * 1024)
-            .build(connector);
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE)
+            .http1_max_buf_size(UPSTREAM_MAX_BUF)
+            .build(connector.clone());
         Ok(Self {
             client,
+            connector,
+            idle: Arc::new(IdlePool::new(MAX_IDLE, IDLE_TIMEOUT)),
             scheme,
             authority: config.upstream.authority(),
             limits: config.limits.clone(),
@@ -345,6 +135,11 @@ impl Forwarder {
             metrics,
             minter,
         })
+    }
+
+    /// A lane for a new HTTP/1 client connection.
+    pub fn lane(&self) -> Lane {
+        Lane::new(self.idle.clone())
     }
 
     /// The token minter, in `upstream_identity = "jwt"` mode.
@@ -382,7 +177,8 @@ impl Forwarder {
             .map_err(|_| ProxyError::BadRequest)
     }
 
-    /// Sends one request upstream as `identity`; `guard` lives until the response body ends.
+    /// Sends one request upstream as `identity`, on `lane` if the client connection has one;
+    /// `guard` lives until the response body ends.
     pub async fn forward<G: Send + Sync + 'static>(
         &self,
         request: Request<Incoming>,
@@ -390,6 +186,7 @@ impl Forwarder {
         peer: SocketAddr,
         proto: &'static str,
         guard: G,
+        lane: Option<&Lane>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if header_bytes(request.headers()) > self.limits.max_header_size {
             return Err(ProxyError::HeadersTooLarge);
@@ -422,7 +219,17 @@ impl Forwarder {
         self.identity_headers.strip_inbound(&mut parts.headers);
         self.set_identity(&mut parts.headers, identity, peer.ip(), proto)?;
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        parts.uri = self.upstream_uri(path)?;
+        parts.uri = match lane {
+            // A connection of its own sends the request target as it is (origin-form).
+            Some(_) => Uri::try_from(path).map_err(|_| ProxyError::BadRequest)?,
+            None => self.upstream_uri(path)?,
+        };
+        if lane.is_some() && !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(
+                header::HOST,
+                HeaderValue::from_str(&self.authority).map_err(|_| ProxyError::BadRequest)?,
+            );
+        }
         parts.version = Version::HTTP_11;
 
         let fault = FaultCell::default();
@@ -435,25 +242,35 @@ impl Forwarder {
         )
         .boxed();
         let started = Instant::now();
-        let sent = tokio::time::timeout(
-            self.limits.upstream_timeout,
-            self.client.request(Request::from_parts(parts, body)),
-        )
-        .await;
+        let request = Request::from_parts(parts, body);
+        let exchange = async {
+            match lane {
+                Some(lane) => lane
+                    .send(&self.connector, request)
+                    .await
+                    .map_err(|e| match e {
+                        LaneError::Connect(e) => {
+                            tracing::warn!(error = %error_chain(&e), "upstream request failed");
+                            ProxyError::UpstreamConnect(e.kind)
+                        }
+                        LaneError::Http(e) => {
+                            tracing::warn!(error = %error_chain(&e), "upstream request failed");
+                            ProxyError::UpstreamProtocol
+                        }
+                    }),
+                None => self.client.request(request).await.map_err(|e| {
+                    tracing::warn!(error = %error_chain(&e), "upstream request failed");
+                    classify(&e)
+                }),
+            }
+        };
+        let sent = tokio::time::timeout(self.limits.upstream_timeout, exchange).await;
         self.metrics
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());
         let response = match sent {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                return Err(match fault.get() {
-                    Some(fault) => fault.into(),
-                    None => {
-                        tracing::warn!(error = %error_chain(&e), "upstream request failed");
-                        classify(&e)
-                    }
-                });
-            }
+            Ok(Err(e)) => return Err(fault.get().map_or(e, Into::into)),
             Err(_elapsed) => {
                 return Err(fault.get().map_or(ProxyError::UpstreamTimeout, Into::into));
             }

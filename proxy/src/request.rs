@@ -1,20 +1,17 @@
 //! One request on a client connection: its request id, the authentication decision, the
 //! forward upstream, the metrics and the access line (the audit record).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::access::{AccessLine, Decision};
-use crate::auth::PeerCertificate;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::identity::{AuthMethod, Identity};
 use crate::metrics::{Metrics, method_label, status_class};
-use crate::server::{Activity, InFlight, Shared};
+use crate::server::{Handler, InFlight};
 
 const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(kms_common::request_id::HEADER);
 
@@ -36,40 +33,32 @@ fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
 /// Serves one request: decide the identity, forward, count, log; the request id goes
 /// upstream, back to the client, and on every line logged for it.
 pub(crate) async fn handle(
-    shared: Arc<Shared>,
-    activity: Arc<Activity>,
-    peer: SocketAddr,
-    proto: &'static str,
-    certificate: Arc<PeerCertificate>,
+    connection: &Handler,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let id = request_id(request.headers());
     request.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut response = handle_identified(
-        shared,
-        activity,
-        peer,
-        proto,
-        certificate,
-        request,
-        id.to_str().unwrap_or("-"),
-    )
-    .await;
+    let mut response = handle_identified(connection, request, id.to_str().unwrap_or("-")).await;
     response.headers_mut().insert(REQUEST_ID, id);
     response
 }
 
 async fn handle_identified(
-    shared: Arc<Shared>,
-    activity: Arc<Activity>,
-    peer: SocketAddr,
-    proto: &'static str,
-    certificate: Arc<PeerCertificate>,
+    connection: &Handler,
     request: Request<Incoming>,
     request_id: &str,
 ) -> Response<ProxyBody> {
+    let Handler {
+        shared,
+        activity,
+        peer,
+        proto,
+        certificate,
+        lane,
+    } = connection;
+    let (peer, proto) = (*peer, *proto);
     let started = Instant::now();
-    let guard = InFlight::new(shared.metrics.in_flight.clone(), activity);
+    let guard = InFlight::new(shared.metrics.in_flight.clone(), activity.clone());
     let method = request.method().clone();
     // A cheap clone (shared bytes) for the access line, once the request has moved on.
     let uri = request.uri().clone();
@@ -93,14 +82,14 @@ async fn handle_identified(
     // A refusal carries the method the request tried (for the access line and the metrics).
     let decision = match shared
         .authenticator
-        .authenticate(&certificate, request.headers())
+        .authenticate(certificate, request.headers())
         .await
     {
         Ok(identity) => Ok(identity),
         Err(error) => {
             let attempted = shared
                 .authenticator
-                .attempted(&certificate, request.headers());
+                .attempted(certificate, request.headers());
             Err((error, attempted))
         }
     };
@@ -108,7 +97,7 @@ async fn handle_identified(
     let (response, outcome, identity) = match decision {
         Ok(identity) => match shared
             .forwarder
-            .forward(request, &identity, peer, proto, guard)
+            .forward(request, &identity, peer, proto, guard, lane.as_deref())
             .await
         {
             Ok(response) => (response, "forwarded", identity),

@@ -19,7 +19,8 @@ use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use activity::{Activity, InFlight};
-use connection::{Driver, Handler, Protocol};
+pub(crate) use connection::Handler;
+use connection::{Driver, Protocol};
 
 use crate::auth::{Authenticator, PeerCertificate};
 use crate::config::Limits;
@@ -157,12 +158,16 @@ async fn serve_connection(
         None => (Either::Right(tcp), "http", Protocol::Unknown),
     };
     let activity = Arc::new(Activity::new());
+    // HTTP/1 clients send one request at a time: each connection gets its own upstream
+    // connection (a connection that turns out to speak HTTP/2 drops it).
+    let lane = (protocol != Protocol::Http2).then(|| Arc::new(shared.forwarder.lane()));
     let handler = Handler {
         shared,
         activity,
         peer,
         proto,
         certificate: Arc::new(certificate),
+        lane,
     };
     // Boxed: the connection's task then holds only what its state needs.
     Box::pin(Driver::new(handler, shutdown).run(io, protocol)).await;

@@ -33,6 +33,7 @@ use super::{GaugeGuard, Shared};
 use crate::auth::PeerCertificate;
 use crate::body::ProxyBody;
 use crate::config::Limits;
+use crate::forward::Lane;
 use crate::request;
 
 /// How long an HTTP/1 connection waits for its next request before it parks. Short, so that a
@@ -71,6 +72,8 @@ pub(crate) struct Handler {
     pub(crate) peer: SocketAddr,
     pub(crate) proto: &'static str,
     pub(crate) certificate: Arc<PeerCertificate>,
+    /// The connection's own upstream connection (HTTP/1 clients).
+    pub(crate) lane: Option<Arc<Lane>>,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
@@ -83,17 +86,7 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move {
-            Ok(request::handle(
-                this.shared,
-                this.activity,
-                this.peer,
-                this.proto,
-                this.certificate,
-                request,
-            )
-            .await)
-        })
+        Box::pin(async move { Ok(request::handle(&this, request).await) })
     }
 }
 
@@ -248,7 +241,13 @@ impl Driver {
                     }
                     // Until it parks, hyper's connection ends the usual way: what it buffered
                     // is flushed, then the stream shut down.
+                    // The lane's upstream connection runs in this task, before the client's
+                    // (an answer that arrived reaches the handler this turn) and after it (a
+                    // request the handler sent is written this turn).
+                    let lane = self.handler.lane.as_deref();
+                    lane.inspect(|lane| lane.poll(cx));
                     let polled = Pin::new(&mut *connection).poll(cx).map_ok(|()| false);
+                    lane.inspect(|lane| lane.poll(cx));
                     if polled.is_ready() || self.closing {
                         return polled;
                     }
@@ -294,6 +293,9 @@ impl Driver {
         }
         let parts = connection.into_parts();
         let mut io = parts.io.into_inner();
+        if let Some(lane) = &self.handler.lane {
+            lane.release();
+        }
         if self.closing {
             close(io).await;
             return None;
@@ -307,6 +309,8 @@ impl Driver {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // Its requests run concurrently: they go through the forwarder's pooled client.
+        self.handler.lane = None;
         let builder = auto_builder(&self.handler.shared.limits);
         let connection = builder.serve_connection(TokioIo::new(io), self.handler.clone());
         let mut connection = Box::pin(connection);

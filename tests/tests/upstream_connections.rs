@@ -1,0 +1,234 @@
+//! How the proxy uses its connections to the upstream: an HTTP/1 client connection keeps one
+//! upstream connection for its requests, gives it to the others when it parks, and never sends
+//! a request on an upstream connection the upstream has closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use kms_tests::{ProxyCommand, TestPki, Validity, metric, scrape, tls_args};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// When the test upstream closes a connection.
+#[derive(Clone, Copy)]
+enum Close {
+    /// When the proxy does.
+    Never,
+    /// After this long without a request (without telling the proxy beforehand).
+    WhenIdleFor(Duration),
+    /// After each answer, which says `Connection: close`.
+    AfterEachAnswer,
+}
+
+/// A bare HTTP/1.1 upstream: every answer's body is the number of the connection (from 1) the
+/// request came on; a path that starts with `/slow` is answered after 300 ms.
+struct Upstream {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    async fn start(close: Close) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(serve(stream, number, close));
+            }
+        });
+        Ok(Self {
+            url: format!("http://{addr}"),
+            connections,
+            task,
+        })
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request (its body too, when it has a length) and returns its request line;
+/// `None` at the end.
+async fn read_request(stream: &mut TcpStream, buffered: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffered[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buffered.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+                buffered.extend_from_slice(&chunk[..n]);
+            }
+            let line = head.lines().next().unwrap_or_default().to_owned();
+            buffered.drain(..end + 4 + length);
+            return Some(line);
+        }
+        let n = stream.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+        buffered.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn serve(mut stream: TcpStream, number: usize, close: Close) {
+    let mut buffered = Vec::new();
+    loop {
+        let request = match close {
+            Close::WhenIdleFor(idle) => {
+                tokio::time::timeout(idle, read_request(&mut stream, &mut buffered))
+                    .await
+                    .unwrap_or_default()
+            }
+            _ => read_request(&mut stream, &mut buffered).await,
+        };
+        let Some(line) = request else { return };
+        if line.starts_with("get /slow") {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let body = number.to_string();
+        let connection = match close {
+            Close::AfterEachAnswer => "Connection: close\r\n",
+            _ => "",
+        };
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{connection}\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+        if matches!(close, Close::AfterEachAnswer) {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// A client that speaks HTTP/1.1 only and keeps one connection.
+fn http1_client(ca_pem: &str) -> Result<reqwest::Client> {
+    kms_tests::client::init_crypto();
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(20))
+        .build()?)
+}
+
+/// The upstream connection number that answered, after checking the answer is a 200.
+async fn answered_on(client: &reqwest::Client, url: &str) -> Result<String> {
+    let response = client.get(url).send().await?;
+    let status = response.status();
+    let body = response.text().await?;
+    anyhow::ensure!(status == 200, "{status}: {body}");
+    Ok(body)
+}
+
+async fn parked(proxy: &kms_tests::Proxy, count: f64) -> Result<()> {
+    for _ in 0..50 {
+        if metric(&scrape(proxy).await?, "kms_proxy_parked_connections") == Some(count) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the proxy never reported {count} parked connections")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_connection_keeps_its_upstream_connection_and_hands_it_on_when_idle() -> Result<()>
+{
+    let pki = TestPki::new("lane")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let upstream = Upstream::start(Close::Never).await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &upstream.url))
+        .spawn()?;
+    let url = proxy.url("/");
+    let first = http1_client(&pki.ca_pem)?;
+    for _ in 0..3 {
+        assert_eq!(answered_on(&first, &url).await?, "1");
+    }
+    // Idle, the client connection parks; its next request still goes on the same connection.
+    parked(&proxy, 1.0).await?;
+    assert_eq!(answered_on(&first, &url).await?, "1");
+    // Parked again, it has handed the upstream connection on: a new client connection uses
+    // it instead of opening one.
+    parked(&proxy, 1.0).await?;
+    let second = http1_client(&pki.ca_pem)?;
+    assert_eq!(answered_on(&second, &url).await?, "1");
+    // Both busy at once: two upstream connections.
+    let slow = proxy.url("/slow");
+    let (a, b) = tokio::join!(answered_on(&first, &slow), answered_on(&second, &slow));
+    let mut numbers = [a?, b?];
+    numbers.sort();
+    assert_eq!(numbers, ["1", "2"]);
+    // Then taking turns, they need no third.
+    for _ in 0..3 {
+        for client in [&first, &second] {
+            let number = answered_on(client, &url).await?;
+            assert!(
+                number == "1" || number == "2",
+                "answered on connection {number}"
+            );
+        }
+    }
+    assert_eq!(upstream.connections(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_connection_closed_while_idle_is_never_used_again() -> Result<()> {
+    let pki = TestPki::new("lane-idle")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let upstream = Upstream::start(Close::WhenIdleFor(Duration::from_millis(100))).await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &upstream.url))
+        .spawn()?;
+    let url = proxy.url("/");
+    let client = http1_client(&pki.ca_pem)?;
+    for expected in ["1", "2", "3"] {
+        assert_eq!(answered_on(&client, &url).await?, expected);
+        // The upstream closes the connection meanwhile, without a word.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // The same with a new client connection each time.
+    for expected in ["4", "5"] {
+        let client = http1_client(&pki.ca_pem)?;
+        assert_eq!(answered_on(&client, &url).await?, expected);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_closes_after_each_answer_gets_a_new_connection_each_time() -> Result<()> {
+    let pki = TestPki::new("lane-close")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let upstream = Upstream::start(Close::AfterEachAnswer).await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &upstream.url))
+        .spawn()?;
+    let client = http1_client(&pki.ca_pem)?;
+    for expected in 1..=5 {
+        let body = answered_on(&client, &proxy.url("/")).await?;
+        assert_eq!(body, expected.to_string());
+    }
+    assert_eq!(upstream.connections(), 5);
+    Ok(())
+}
