@@ -137,6 +137,18 @@ impl Forwarder {
         })
     }
 
+    /// Closes idle upstream connections that expired or that the upstream closed, every
+    /// tenth of the idle timeout, until `stop` turns true.
+    pub async fn sweep_idle(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(IDLE_TIMEOUT / 10);
+        loop {
+            tokio::select! {
+                _ = every.tick() => self.idle.sweep(),
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
     /// A lane for a new HTTP/1 client connection.
     pub fn lane(&self) -> Lane {
         Lane::new(self.idle.clone())

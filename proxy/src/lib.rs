@@ -210,6 +210,7 @@ impl App {
             }
             _ => None,
         };
+        let idle_sweep = tokio::spawn(self.shared.forwarder.clone().sweep_idle(stopped.clone()));
         let admin = tokio::spawn(admin::serve(
             self.admin_listener,
             self.admin,
@@ -224,6 +225,7 @@ impl App {
         if let Some(task) = token_refresh {
             task.abort();
         }
+        idle_sweep.abort();
         for task in [jwks_refresh, key_refresh, jwks_server]
             .into_iter()
             .flatten()

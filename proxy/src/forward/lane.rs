@@ -63,6 +63,13 @@ impl IdlePool {
         None
     }
 
+    /// Closes the connections idle beyond the timeout or closed by the upstream (run now and
+    /// then, so that none lingers when no lane comes for it).
+    pub fn sweep(&self) {
+        self.lock()
+            .retain(|(stream, since)| since.elapsed() < self.timeout && stream.is_open());
+    }
+
     fn put(&self, stream: UpstreamStream) {
         let mut streams = self.lock();
         while streams
