@@ -24,7 +24,8 @@ enum Close {
 }
 
 /// A bare HTTP/1.1 upstream: every answer's body is the number of the connection (from 1) the
-/// request came on; a path that starts with `/slow` is answered after 300 ms.
+/// request came on; a path that starts with `/slow` is answered after 300 ms, `/stall` after
+/// 2 s.
 struct Upstream {
     url: String,
     connections: Arc<AtomicUsize>,
@@ -100,6 +101,9 @@ async fn serve(mut stream: TcpStream, number: usize, close: Close) {
         let Some(line) = request else { return };
         if line.starts_with("get /slow") {
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if line.starts_with("get /stall") {
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
         let body = number.to_string();
         let connection = match close {
@@ -230,5 +234,26 @@ async fn an_upstream_that_closes_after_each_answer_gets_a_new_connection_each_ti
         assert_eq!(body, expected.to_string());
     }
     assert_eq!(upstream.connections(), 5);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_given_up_on_never_reaches_the_next_request() -> Result<()> {
+    let pki = TestPki::new("lane-late")?;
+    let cert = pki.server("server", Validity::Current)?;
+    let upstream = Upstream::start(Close::Never).await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &upstream.url))
+        .args(["--upstream-timeout", "1"])
+        .spawn()?;
+    let client = http1_client(&pki.ca_pem)?;
+    let stalled = client.get(proxy.url("/stall")).send().await?;
+    assert_eq!(stalled.status(), 504);
+    // The same client connection's next requests: the connection that still owes the late
+    // answer is closed, so they go on a new one, before and after that answer would come.
+    assert_eq!(answered_on(&client, &proxy.url("/")).await?, "2");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(answered_on(&client, &proxy.url("/")).await?, "2");
+    assert_eq!(upstream.connections(), 2);
     Ok(())
 }
