@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
+use kms_common::timestamp::push_decimal;
+
 /// Who made the request and how that was decided; absent for requests the proxy answers
 /// before authentication (its own public keys).
 pub struct Decision<'a> {
@@ -75,7 +77,7 @@ impl AccessLine<'_> {
             f.quoted("auth_method", decision.auth_method);
             f.quoted("reason", decision.reason);
         }
-        f.display("peer", &self.peer);
+        f.ip("peer", self.peer);
         f.quoted("request_id", self.request_id);
         f.quoted("outcome", self.outcome);
         f.out.push_str(if json {
@@ -125,33 +127,48 @@ impl Fields<'_> {
         }
     }
 
-    fn display(&mut self, name: &str, value: &dyn std::fmt::Display) {
+    fn ip(&mut self, name: &str, ip: IpAddr) {
         self.name(name);
         if self.json {
             self.out.push('"');
-            let _ = write!(self.out, "{value}");
+        }
+        match ip {
+            // The common case written octet by octet; IPv6 has its own shortening rules.
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.out.push('.');
+                    }
+                    push_decimal(self.out, u64::from(octet), 0);
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(self.out, "{v6}");
+            }
+        }
+        if self.json {
             self.out.push('"');
-        } else {
-            let _ = write!(self.out, "{value}");
         }
     }
 
     fn number(&mut self, name: &str, value: u64) {
         self.name(name);
-        let _ = write!(self.out, "{value}");
+        push_decimal(self.out, value, 0);
     }
 
     /// Milliseconds to the microsecond, as the shortest decimal (`0.39`, `12.0`).
     fn millis(&mut self, name: &str, duration: Duration) {
         self.name(name);
-        let micros = duration.as_micros();
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         let (whole, mut fraction) = (micros / 1000, micros % 1000);
         let mut width = 3;
         while width > 1 && fraction % 10 == 0 {
             fraction /= 10;
             width -= 1;
         }
-        let _ = write!(self.out, "{whole}.{fraction:0width$}");
+        push_decimal(self.out, whole, 0);
+        self.out.push('.');
+        push_decimal(self.out, fraction, width);
     }
 }
 
@@ -160,6 +177,14 @@ impl Fields<'_> {
 /// stays valid JSON and needs no further escaping.
 fn json_string(out: &mut String, value: &str) {
     out.push('"');
+    // The common case: printable ASCII without a quote or a backslash, written as it is.
+    if value.bytes().fold(true, |plain, b| {
+        plain & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
+    }) {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     let mut plain = 0;
     for (i, c) in value.char_indices() {
         let escape = match c {
@@ -264,6 +289,50 @@ mod tests {
         let written = kms_common::log::escape_event(with.as_bytes()).into_owned();
         let written = String::from_utf8(written).expect("utf-8");
         assert!(written.contains("user=alice \"a\"\\u{202e}\\n auth_method="));
+    }
+
+    #[test]
+    fn peers_are_written_as_the_standard_library_writes_them() {
+        for peer in [
+            IpAddr::from([10, 0, 255, 7]),
+            IpAddr::from([0, 0, 0, 0]),
+            "::1".parse().expect("v6"),
+            "2001:db8::ff00:42:8329".parse().expect("v6"),
+            "::ffff:10.1.2.3".parse().expect("v4-mapped"),
+        ] {
+            for json in [true, false] {
+                let mut out = String::new();
+                Fields {
+                    out: &mut out,
+                    json,
+                }
+                .ip("peer", peer);
+                let expected = if json {
+                    format!(",\"peer\":\"{peer}\"")
+                } else {
+                    format!(" peer={peer}")
+                };
+                assert_eq!(out, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_and_escaped_json_strings() {
+        for value in [
+            "/kmip/2_1",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "\u{7f}",
+            "é",
+        ] {
+            let mut out = String::new();
+            json_string(&mut out, value);
+            let back: String = serde_json::from_str(&out).expect("valid JSON string");
+            assert_eq!(back, value);
+        }
     }
 
     #[test]

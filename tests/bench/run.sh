@@ -4,14 +4,16 @@
 # (the shared side-by-side tool when it is there, with JSON logs as in production), the proxy
 # alone, authentication, the core (SQLite and PostgreSQL, against BASELINE when set), the HSM,
 # signatures, the Kubernetes plugin, the upstream identity, idle connections, the cost of
-# logging, Encrypt and Get through the stack with logs on, Create as the table grows (50,000
-# keys). With BASELINE_DIR (a directory holding kms-proxy and kms-core built from another
-# revision) the logging, stack and create-growth benchmarks also measure those binaries in the
-# same run. Benchmarks, not tests: numbers move ±15 % between runs on a 2-core machine, so
-# compare ratios measured in the same run. Takes about 20 minutes with the defaults (17 measured
-# with BASELINE_DIR, 5-second runs); exits 1 when a benchmark failed.
+# logging (in req/s, and in instructions per request counted by callgrind), Encrypt and Get
+# through the stack with logs on, Create as the table grows (50,000 keys). With BASELINE_DIR (a
+# directory holding kms-proxy and kms-core built from another revision) the logging,
+# instructions, stack and create-growth benchmarks also measure those binaries in the same run.
+# Benchmarks, not tests: numbers move ±15 % between runs on a 2-core machine (instruction counts
+# excepted), so compare ratios measured in the same run. Takes about 22 minutes with the
+# defaults (5-second runs); exits 1 when a benchmark failed.
 # usage: [BASELINE=rev] [BASELINE_DIR=dir] [SIDE_BY_SIDE=path/to/run.sh] tests/bench/run.sh [seconds]
-# Needs what the benchmarks need: apt-get install -y wrk haproxy softhsm2 postgresql openssl.
+# Needs what the benchmarks need: apt-get install -y wrk haproxy softhsm2 postgresql openssl
+# valgrind.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-5}
@@ -40,6 +42,7 @@ run upstream-identity bash tests/bench/upstream-identity.sh "$secs" 32
 run idle-connections bash tests/bench/idle-connections.sh 1000
 base=${BASELINE_DIR:-}
 run logging env ${base:+BASELINE_PROXY=$base/kms-proxy} bash tests/bench/logging.sh "$secs" 32
+run instructions env NO_BUILD=1 ${base:+BASELINE_PROXY=$base/kms-proxy} bash tests/bench/instructions.sh 8
 run stack env ${base:+BASELINE_DIR=$base} bash tests/bench/stack.sh "$secs"
 run create-growth env ${base:+BASELINE_CORE=$base/kms-core} bash tests/bench/create-growth.sh 50000 "$secs"
 echo
