@@ -6,4 +6,5 @@ pub mod log;
 pub mod metrics;
 pub mod request_id;
 pub mod signal;
+pub mod text;
 pub mod timestamp;

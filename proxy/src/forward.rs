@@ -65,6 +65,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names (no hashing) finds out.
+    if !headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(name) || name == "proxy-connection")
+    {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -166,7 +173,7 @@ impl Forwarder {
         headers: &mut HeaderMap,
         identity: &Identity,
         peer: std::net::IpAddr,
-        proto: &str,
+        proto: &'static str,
     ) -> Result<(), ProxyError> {
         self.identity_headers.apply(headers, identity, peer, proto);
         if let Some(minter) = &self.minter {

@@ -162,7 +162,13 @@ impl IdentityHeaders {
     }
 
     /// Sets the identity and forwarding headers (after [`Self::strip_inbound`]).
-    pub fn apply(&self, headers: &mut HeaderMap, identity: &Identity, peer: IpAddr, proto: &str) {
+    pub fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        identity: &Identity,
+        peer: IpAddr,
+        proto: &'static str,
+    ) {
         // UTF-8 bytes as they are: names passed [`check_user_name`] (no control character),
         // and a header value may carry bytes above 0x7F.
         if let Ok(user) = HeaderValue::from_bytes(identity.user.as_bytes()) {
@@ -172,12 +178,12 @@ impl IdentityHeaders {
             AUTH_METHOD_HEADER,
             HeaderValue::from_static(identity.method.as_str()),
         );
-        if let Ok(ip) = HeaderValue::from_str(&peer.to_string()) {
+        let mut ip = String::with_capacity(15);
+        kms_common::text::push_ip(&mut ip, peer);
+        if let Ok(ip) = HeaderValue::from_str(&ip) {
             headers.insert(X_FORWARDED_FOR, ip);
         }
-        if let Ok(proto) = HeaderValue::from_str(proto) {
-            headers.insert(X_FORWARDED_PROTO, proto);
-        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         for (name, value) in &identity.claims {
             headers.insert(name.clone(), value.clone());
         }
