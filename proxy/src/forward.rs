@@ -262,25 +262,18 @@ impl Forwarder {
         .boxed();
         let started = Instant::now();
         let request = Request::from_parts(parts, body);
+        // Failures carry what the proxy answers and, for the log, what went wrong.
         let exchange = async {
             match lane {
-                Some(lane) => lane
-                    .send(&self.connector, request)
-                    .await
-                    .map_err(|e| match e {
-                        LaneError::Connect(e) => {
-                            tracing::warn!(error = %error_chain(&e), "upstream request failed");
-                            ProxyError::UpstreamConnect(e.kind)
-                        }
-                        LaneError::Http(e) => {
-                            tracing::warn!(error = %error_chain(&e), "upstream request failed");
-                            ProxyError::UpstreamProtocol
-                        }
-                    }),
-                None => self.client.request(request).await.map_err(|e| {
-                    tracing::warn!(error = %error_chain(&e), "upstream request failed");
-                    classify(&e)
+                Some(lane) => lane.send(&self.connector, request).await.map_err(|e| {
+                    let answer = match &e {
+                        LaneError::Connect(connect) => ProxyError::UpstreamConnect(connect.kind),
+                        LaneError::Http(_) => ProxyError::UpstreamProtocol,
+                    };
+                    (answer, error_chain(&e))
                 }),
+                None => (self.client.request(request).await)
+                    .map_err(|e| (classify(&e), error_chain(&e))),
             }
         };
         let sent = tokio::time::timeout(self.limits.upstream_timeout, exchange).await;
@@ -289,7 +282,17 @@ impl Forwarder {
             .observe(started.elapsed().as_secs_f64());
         let response = match sent {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(fault.get().map_or(e, Into::into)),
+            // A request whose own body failed (too large, stalled, malformed) is the client's
+            // error, not the upstream's.
+            Ok(Err((answer, cause))) => {
+                return Err(match fault.get() {
+                    Some(fault) => fault.into(),
+                    None => {
+                        tracing::warn!(error = %cause, "upstream request failed");
+                        answer
+                    }
+                });
+            }
             Err(_elapsed) => {
                 return Err(fault.get().map_or(ProxyError::UpstreamTimeout, Into::into));
             }

@@ -239,15 +239,19 @@ impl Driver {
                     if parking {
                         return connection.poll_without_shutdown(cx).map_ok(|()| true);
                     }
-                    // Until it parks, hyper's connection ends the usual way: what it buffered
-                    // is flushed, then the stream shut down.
                     // The lane's upstream connection runs in this task, before the client's
                     // (an answer that arrived reaches the handler this turn) and after it (a
                     // request the handler sent is written this turn).
                     let lane = self.handler.lane.as_deref();
-                    lane.inspect(|lane| lane.poll(cx));
+                    if let Some(lane) = lane {
+                        lane.poll(cx);
+                    }
+                    // Until it parks, hyper's connection ends the usual way: what it buffered
+                    // is flushed, then the stream shut down.
                     let polled = Pin::new(&mut *connection).poll(cx).map_ok(|()| false);
-                    lane.inspect(|lane| lane.poll(cx));
+                    if let Some(lane) = lane {
+                        lane.poll(cx);
+                    }
                     if polled.is_ready() || self.closing {
                         return polled;
                     }
