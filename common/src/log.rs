@@ -6,9 +6,9 @@
 //!
 //! Events do not cost a system call each: they are appended to a buffer that one thread of its
 //! own writes to stderr, everything that gathered in one `write`: a line logged when nothing
-//! was written for 10 ms is written at once, and while lines keep coming they are written every
-//! 10 ms (under load, hundreds of lines per call and one wake-up of the writer, not one per
-//! line; a line waits at most about 10 ms). The buffer is bounded
+//! was written for 2 ms is written at once, and while lines keep coming they are written every
+//! 2 ms (under load, tens to hundreds of lines per call and one wake-up of the writer, not one
+//! per line; a line waits at most about 2 ms). The buffer is bounded
 //! ([`MAX_PENDING`]): when stderr cannot keep up, whole lines are dropped, never silently —
 //! [`dropped_lines`] counts them and each binary exports the count
 //! (`kms_proxy_log_lines_dropped_total`, `kms_core_log_lines_dropped_total`,
@@ -58,7 +58,7 @@ struct Pending {
 /// The least time between two writes: lines that arrive sooner after a write gather until
 /// then, so there is one `write` (and one wake-up) per interval under load, not one per line;
 /// also the longest a line waits.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The buffer between the threads that log and the one that writes.
 struct Sink {
