@@ -2,12 +2,23 @@
 
 const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
 
+const LOWER_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Upper-case hex of `bytes`.
 pub fn encode_upper(bytes: &[u8]) -> String {
+    encode_with(bytes, DIGITS)
+}
+
+/// Lower-case hex of `bytes`.
+pub fn encode_lower(bytes: &[u8]) -> String {
+    encode_with(bytes, LOWER_DIGITS)
+}
+
+fn encode_with(bytes: &[u8], digits: &[u8; 16]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xF)]));
+        out.push(char::from(digits[usize::from(b >> 4)]));
+        out.push(char::from(digits[usize::from(b & 0xF)]));
     }
     out
 }
@@ -36,6 +47,7 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_non_hex() {
         assert_eq!(encode_upper(&[0x00, 0xAB, 0x7f]), "00AB7F");
+        assert_eq!(encode_lower(&[0x00, 0xAB, 0x7f]), "00ab7f");
         assert_eq!(decode("00ab7F"), Some(vec![0x00, 0xAB, 0x7F]));
         assert_eq!(decode("0"), None);
         assert_eq!(decode("zz"), None);

@@ -23,16 +23,9 @@ fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
     {
         return id.clone();
     }
-    let bytes = random_bits();
-    let mut hex = [0u8; 32];
-    for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xF)];
-    }
-    http::HeaderValue::from_bytes(&hex).unwrap_or(http::HeaderValue::from_static("-"))
+    http::HeaderValue::from_str(&kms_common::hex::encode_lower(&random_bits()))
+        .unwrap_or(http::HeaderValue::from_static("-"))
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 thread_local! {
     /// Random bytes for request ids, drawn from the system's generator 4 KiB at a time: one

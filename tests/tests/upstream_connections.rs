@@ -154,15 +154,26 @@ async fn parked(proxy: &kms_tests::Proxy, count: f64) -> Result<()> {
     anyhow::bail!("the proxy never reported {count} parked connections")
 }
 
+/// A proxy (TLS, its own test PKI) in front of an upstream that closes as `close` says.
+async fn start(
+    name: &str,
+    close: Close,
+    args: &[&str],
+) -> Result<(TestPki, Upstream, kms_tests::Proxy)> {
+    let pki = TestPki::new(name)?;
+    let cert = pki.server("server", Validity::Current)?;
+    let upstream = Upstream::start(close).await?;
+    let proxy = ProxyCommand::new()
+        .args(tls_args(&cert, &upstream.url))
+        .args(args)
+        .spawn()?;
+    Ok((pki, upstream, proxy))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_connection_keeps_its_upstream_connection_and_hands_it_on_when_idle() -> Result<()>
 {
-    let pki = TestPki::new("lane")?;
-    let cert = pki.server("server", Validity::Current)?;
-    let upstream = Upstream::start(Close::Never).await?;
-    let proxy = ProxyCommand::new()
-        .args(tls_args(&cert, &upstream.url))
-        .spawn()?;
+    let (pki, upstream, proxy) = start("lane", Close::Never, &[]).await?;
     let url = proxy.url("/");
     let first = http1_client(&pki.ca_pem)?;
     for _ in 0..3 {
@@ -198,12 +209,12 @@ async fn a_client_connection_keeps_its_upstream_connection_and_hands_it_on_when_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_connection_closed_while_idle_is_never_used_again() -> Result<()> {
-    let pki = TestPki::new("lane-idle")?;
-    let cert = pki.server("server", Validity::Current)?;
-    let upstream = Upstream::start(Close::WhenIdleFor(Duration::from_millis(100))).await?;
-    let proxy = ProxyCommand::new()
-        .args(tls_args(&cert, &upstream.url))
-        .spawn()?;
+    let (pki, _upstream, proxy) = start(
+        "lane-idle",
+        Close::WhenIdleFor(Duration::from_millis(100)),
+        &[],
+    )
+    .await?;
     let url = proxy.url("/");
     let client = http1_client(&pki.ca_pem)?;
     for expected in ["1", "2", "3"] {
@@ -222,12 +233,7 @@ async fn an_upstream_connection_closed_while_idle_is_never_used_again() -> Resul
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_closes_after_each_answer_gets_a_new_connection_each_time() -> Result<()> {
-    let pki = TestPki::new("lane-close")?;
-    let cert = pki.server("server", Validity::Current)?;
-    let upstream = Upstream::start(Close::AfterEachAnswer).await?;
-    let proxy = ProxyCommand::new()
-        .args(tls_args(&cert, &upstream.url))
-        .spawn()?;
+    let (pki, upstream, proxy) = start("lane-close", Close::AfterEachAnswer, &[]).await?;
     let client = http1_client(&pki.ca_pem)?;
     for expected in 1..=5 {
         let body = answered_on(&client, &proxy.url("/")).await?;
@@ -239,13 +245,8 @@ async fn an_upstream_that_closes_after_each_answer_gets_a_new_connection_each_ti
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_given_up_on_never_reaches_the_next_request() -> Result<()> {
-    let pki = TestPki::new("lane-late")?;
-    let cert = pki.server("server", Validity::Current)?;
-    let upstream = Upstream::start(Close::Never).await?;
-    let proxy = ProxyCommand::new()
-        .args(tls_args(&cert, &upstream.url))
-        .args(["--upstream-timeout", "1"])
-        .spawn()?;
+    let (pki, upstream, proxy) =
+        start("lane-late", Close::Never, &["--upstream-timeout", "1"]).await?;
     let client = http1_client(&pki.ca_pem)?;
     let stalled = client.get(proxy.url("/stall")).send().await?;
     assert_eq!(stalled.status(), 504);
