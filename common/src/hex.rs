@@ -15,12 +15,13 @@ pub fn encode_lower(bytes: &[u8]) -> String {
 }
 
 fn encode_with(bytes: &[u8], digits: &[u8; 16]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(char::from(digits[usize::from(b >> 4)]));
-        out.push(char::from(digits[usize::from(b & 0xF)]));
+        out.push(digits[usize::from(b >> 4)]);
+        out.push(digits[usize::from(b & 0xF)]);
     }
-    out
+    // Hex digits: always UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The bytes of hex text, either case, no `0x` prefix; None unless every pair is hex.

@@ -6,10 +6,26 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use kms_common::text::{push_decimal, push_ip};
+use kms_common::text::push_decimal;
+
+/// A field's name as it precedes its value, in JSON (`,"name":`) and in text (` name=`), each
+/// written with one copy.
+#[derive(Clone, Copy)]
+struct Key {
+    json: &'static str,
+    text: &'static str,
+}
+
+macro_rules! key {
+    ($name:literal) => {
+        Key {
+            json: concat!(",\"", $name, "\":"),
+            text: concat!(" ", $name, "="),
+        }
+    };
+}
 
 /// Who made the request and how that was decided; absent for requests the proxy answers
 /// before authentication (its own public keys).
@@ -26,7 +42,8 @@ pub struct AccessLine<'a> {
     pub status: u16,
     pub duration: Duration,
     pub decision: Option<Decision<'a>>,
-    pub peer: IpAddr,
+    /// The client's IP address.
+    pub peer: &'a str,
     pub request_id: &'a str,
     pub outcome: &'static str,
 }
@@ -68,18 +85,18 @@ impl AccessLine<'_> {
             kms_common::timestamp::push_rfc3339(f.out, now);
             f.out.push_str("  INFO access: request");
         }
-        f.plain("method", self.method);
-        f.plain("path", self.path);
-        f.number("status", u64::from(self.status));
-        f.millis("duration_ms", self.duration);
+        f.plain(key!("method"), self.method);
+        f.plain(key!("path"), self.path);
+        f.number(key!("status"), u64::from(self.status));
+        f.millis(key!("duration_ms"), self.duration);
         if let Some(decision) = &self.decision {
-            f.plain("user", decision.user);
-            f.quoted("auth_method", decision.auth_method);
-            f.quoted("reason", decision.reason);
+            f.plain(key!("user"), decision.user);
+            f.quoted(key!("auth_method"), decision.auth_method);
+            f.quoted(key!("reason"), decision.reason);
         }
-        f.ip("peer", self.peer);
-        f.quoted("request_id", self.request_id);
-        f.quoted("outcome", self.outcome);
+        f.address(key!("peer"), self.peer);
+        f.quoted(key!("request_id"), self.request_id);
+        f.quoted(key!("outcome"), self.outcome);
         f.out.push_str(if json {
             ",\"target\":\"access\"}\n"
         } else {
@@ -97,20 +114,13 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn name(&mut self, name: &str) {
-        if self.json {
-            self.out.push_str(",\"");
-            self.out.push_str(name);
-            self.out.push_str("\":");
-        } else {
-            self.out.push(' ');
-            self.out.push_str(name);
-            self.out.push('=');
-        }
+    fn name(&mut self, key: Key) {
+        self.out
+            .push_str(if self.json { key.json } else { key.text });
     }
 
-    fn plain(&mut self, name: &str, value: &str) {
-        self.name(name);
+    fn plain(&mut self, key: Key, value: &str) {
+        self.name(key);
         if self.json {
             json_string(self.out, value);
         } else {
@@ -118,8 +128,8 @@ impl Fields<'_> {
         }
     }
 
-    fn quoted(&mut self, name: &str, value: &str) {
-        self.name(name);
+    fn quoted(&mut self, key: Key, value: &str) {
+        self.name(key);
         if self.json {
             json_string(self.out, value);
         } else {
@@ -127,25 +137,26 @@ impl Fields<'_> {
         }
     }
 
-    fn ip(&mut self, name: &str, ip: IpAddr) {
-        self.name(name);
+    /// An IP address's text: nothing to escape, quoted in JSON only.
+    fn address(&mut self, key: Key, ip: &str) {
+        self.name(key);
         if self.json {
             self.out.push('"');
-        }
-        push_ip(self.out, ip);
-        if self.json {
+            self.out.push_str(ip);
             self.out.push('"');
+        } else {
+            self.out.push_str(ip);
         }
     }
 
-    fn number(&mut self, name: &str, value: u64) {
-        self.name(name);
+    fn number(&mut self, key: Key, value: u64) {
+        self.name(key);
         push_decimal(self.out, value, 0);
     }
 
     /// Milliseconds to the microsecond, as the shortest decimal (`0.39`, `12.0`).
-    fn millis(&mut self, name: &str, duration: Duration) {
-        self.name(name);
+    fn millis(&mut self, key: Key, duration: Duration) {
+        self.name(key);
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         let (whole, mut fraction) = (micros / 1000, micros % 1000);
         let mut width = 3;
@@ -212,7 +223,7 @@ mod tests {
             status: 200,
             duration: Duration::from_micros(1_390),
             decision,
-            peer: IpAddr::from([127, 0, 0, 1]),
+            peer: "127.0.0.1",
             request_id: "0f1e",
             outcome: "forwarded",
         };
@@ -286,7 +297,7 @@ mod tests {
                 out: &mut out,
                 json,
             }
-            .ip("peer", "::1".parse().expect("v6"));
+            .address(key!("peer"), "::1");
             out
         };
         assert_eq!(peer(true), ",\"peer\":\"::1\"");
@@ -319,7 +330,7 @@ mod tests {
                 out: &mut out,
                 json: false,
             }
-            .millis("d", Duration::from_micros(micros));
+            .millis(key!("d"), Duration::from_micros(micros));
             out
         };
         assert_eq!(ms(390), " d=0.39");

@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::{FaultCell, GuardedBody, ProxyBody};
 use crate::config::{Config, Limits};
 use crate::error::{ProxyError, UpstreamErrorKind};
-use crate::identity::{Identity, IdentityHeaders};
+use crate::identity::{Identity, IdentityHeaders, Peer};
 use crate::metrics::Metrics;
 use crate::mint::Minter;
 
@@ -172,7 +172,7 @@ impl Forwarder {
         &self,
         headers: &mut HeaderMap,
         identity: &Identity,
-        peer: std::net::IpAddr,
+        peer: &Peer,
         proto: &'static str,
     ) -> Result<(), ProxyError> {
         self.identity_headers.apply(headers, identity, peer, proto);
@@ -202,7 +202,7 @@ impl Forwarder {
         &self,
         request: Request<Incoming>,
         identity: &Identity,
-        peer: SocketAddr,
+        peer: &Peer,
         proto: &'static str,
         guard: G,
         lane: Option<&Lane>,
@@ -236,7 +236,7 @@ impl Forwarder {
         }
         strip_hop_by_hop(&mut parts.headers);
         self.identity_headers.strip_inbound(&mut parts.headers);
-        self.set_identity(&mut parts.headers, identity, peer.ip(), proto)?;
+        self.set_identity(&mut parts.headers, identity, peer, proto)?;
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         parts.uri = match lane {
             // A connection of its own sends the request target as it is (origin-form).
@@ -329,8 +329,8 @@ impl Forwarder {
                     .boxed(),
             )
             .map_err(|_| ProxyError::BadRequest)?;
-        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
-        self.set_identity(request.headers_mut(), identity, loopback, "https")?;
+        let loopback = Peer::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        self.set_identity(request.headers_mut(), identity, &loopback, "https")?;
         let exchange = async {
             let response = self
                 .client

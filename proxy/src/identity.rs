@@ -1,9 +1,34 @@
 //! Who the caller is, and the headers that carry it upstream. Only the proxy sets them:
 //! every inbound spelling (any case, `_` for `-`, repeated) is removed first.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The client's address, with its IP as `X-Forwarded-For` and the access line carry it:
+/// formatted once per connection, not once per request.
+#[derive(Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        // An address's text is always a valid header value.
+        let ip = HeaderValue::try_from(addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        Self { addr, ip }
+    }
+
+    pub fn ip_header(&self) -> &HeaderValue {
+        &self.ip
+    }
+
+    pub fn ip_text(&self) -> &str {
+        self.ip.to_str().unwrap_or("-")
+    }
+}
 
 /// How the caller was authenticated; sent upstream as `X-KMS-Auth-Method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,7 +191,7 @@ impl IdentityHeaders {
         &self,
         headers: &mut HeaderMap,
         identity: &Identity,
-        peer: IpAddr,
+        peer: &Peer,
         proto: &'static str,
     ) {
         // UTF-8 bytes as they are: names passed [`check_user_name`] (no control character),
@@ -178,11 +203,7 @@ impl IdentityHeaders {
             AUTH_METHOD_HEADER,
             HeaderValue::from_static(identity.method.as_str()),
         );
-        let mut ip = String::with_capacity(15);
-        kms_common::text::push_ip(&mut ip, peer);
-        if let Ok(ip) = HeaderValue::from_str(&ip) {
-            headers.insert(X_FORWARDED_FOR, ip);
-        }
+        headers.insert(X_FORWARDED_FOR, peer.ip_header().clone());
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         for (name, value) in &identity.claims {
             headers.insert(name.clone(), value.clone());
@@ -254,10 +275,25 @@ mod tests {
             HeaderName::from_static("x-kms-groups"),
             HeaderValue::from_static("ops"),
         ));
-        ids.apply(&mut h, &id, IpAddr::from([127, 0, 0, 1]), "https");
+        let peer = Peer::new(SocketAddr::from(([127, 0, 0, 1], 40_000)));
+        ids.apply(&mut h, &id, &peer, "https");
         assert_eq!(h.get_all("x-kms-user").iter().count(), 1);
         assert_eq!(h["x-kms-user"], "admin");
         assert_eq!(h["x-kms-auth-method"], "none");
         assert_eq!(h.get_all("x-kms-groups").iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    }
+
+    #[test]
+    fn peers_read_as_their_ip() {
+        for (addr, text) in [
+            ("10.0.255.7:1", "10.0.255.7"),
+            ("[::1]:443", "::1"),
+            ("[::ffff:10.1.2.3]:8", "::ffff:10.1.2.3"),
+        ] {
+            let peer = Peer::new(addr.parse().expect("address"));
+            assert_eq!(peer.ip_text(), text);
+            assert_eq!(peer.ip_header(), text);
+        }
     }
 }

@@ -75,7 +75,7 @@ async fn handle_identified(
         certificate,
         lane,
     } = connection;
-    let (peer, proto) = (*peer, *proto);
+    let proto = *proto;
     let started = Instant::now();
     let guard = InFlight::new(shared.metrics.in_flight.clone(), activity.clone());
     let method = request.method().clone();
@@ -91,7 +91,7 @@ async fn handle_identified(
             status: response.status().as_u16(),
             duration: started.elapsed(),
             decision: None,
-            peer: peer.ip(),
+            peer: peer.ip_text(),
             request_id,
             outcome: "served",
         }
@@ -167,7 +167,7 @@ async fn handle_identified(
             auth_method: identity.method.as_str(),
             reason,
         }),
-        peer: peer.ip(),
+        peer: peer.ip_text(),
         request_id,
         outcome,
     }

@@ -25,6 +25,7 @@ use connection::{Driver, Protocol};
 use crate::auth::{Authenticator, PeerCertificate};
 use crate::config::Limits;
 use crate::forward::Forwarder;
+use crate::identity::Peer;
 use crate::metrics::Metrics;
 
 /// State shared by every connection.
@@ -164,7 +165,7 @@ async fn serve_connection(
     let handler = Handler {
         shared,
         activity,
-        peer,
+        peer: Peer::new(peer),
         proto,
         certificate: Arc::new(certificate),
         lane,

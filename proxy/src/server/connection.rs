@@ -10,7 +10,6 @@
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,6 +33,7 @@ use crate::auth::PeerCertificate;
 use crate::body::ProxyBody;
 use crate::config::Limits;
 use crate::forward::Lane;
+use crate::identity::Peer;
 use crate::request;
 
 /// How long an HTTP/1 connection waits for its next request before it parks. Short, so that a
@@ -69,7 +69,7 @@ fn may_be_h2(head: &[u8]) -> bool {
 pub(crate) struct Handler {
     pub(crate) shared: Arc<Shared>,
     pub(crate) activity: Arc<Activity>,
-    pub(crate) peer: SocketAddr,
+    pub(crate) peer: Peer,
     pub(crate) proto: &'static str,
     pub(crate) certificate: Arc<PeerCertificate>,
     /// The connection's own upstream connection (HTTP/1 clients).
@@ -278,7 +278,7 @@ impl Driver {
                     Pin::new(&mut *connection).graceful_shutdown();
                 }) => match result {
                     Err(e) => {
-                        tracing::debug!(peer = %self.handler.peer, error = %e, "connection ended with an error");
+                        tracing::debug!(peer = %self.handler.peer.addr, error = %e, "connection ended with an error");
                         return None;
                     }
                     // Ended (the client closed or asked to, or the proxy closes it).
@@ -322,7 +322,7 @@ impl Driver {
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(e) = result {
-                        tracing::debug!(peer = %self.handler.peer, error = %e, "connection ended with an error");
+                        tracing::debug!(peer = %self.handler.peer.addr, error = %e, "connection ended with an error");
                     }
                     return;
                 }
