@@ -137,13 +137,12 @@ impl Fields<'_> {
         }
     }
 
-    /// An IP address's text: nothing to escape, quoted in JSON only.
+    /// An IP address's text: a JSON string in JSON, as it is in text (as the fmt layer
+    /// writes `%peer`).
     fn address(&mut self, key: Key, ip: &str) {
         self.name(key);
         if self.json {
-            self.out.push('"');
-            self.out.push_str(ip);
-            self.out.push('"');
+            json_string(self.out, ip);
         } else {
             self.out.push_str(ip);
         }
