@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use kms_tests::{ProxyCommand, TestPki, Validity, metric, scrape, tls_args};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -124,22 +128,44 @@ async fn serve(mut stream: TcpStream, number: usize, close: Close) {
     }
 }
 
-/// A client that speaks HTTP/1.1 only and keeps one connection.
-fn http1_client(ca_pem: &str) -> Result<reqwest::Client> {
+/// One HTTP/1.1 client connection to the proxy (TLS 1.3), never more: every request goes on
+/// it, one at a time. (A pooling client such as reqwest may open a second connection when a
+/// request starts before the previous one's connection is back in its pool, which would
+/// read here as the proxy opening a second upstream connection for one client connection.)
+struct Client {
+    sender: tokio::sync::Mutex<http1::SendRequest<Empty<Bytes>>>,
+}
+
+async fn http1_client(ca_pem: &str, proxy: &kms_tests::Proxy) -> Result<Client> {
     kms_tests::client::init_crypto();
-    Ok(reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
-        .http1_only()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(20))
-        .build()?)
+    let config = kms_tests::client::tls_config(ca_pem, &[&rustls::version::TLS13], &[b"http/1.1"])?;
+    let stream = kms_tests::client::tls_connect(config, proxy.port()).await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(Client {
+        sender: tokio::sync::Mutex::new(sender),
+    })
+}
+
+/// The status and body of a GET of `path` on the client's connection.
+async fn get(client: &Client, path: &str) -> Result<(http::StatusCode, String)> {
+    let exchange = async {
+        let mut sender = client.sender.lock().await;
+        sender.ready().await?;
+        let request = http::Request::get(path)
+            .header(http::header::HOST, "localhost")
+            .body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(20), exchange).await?
 }
 
 /// The upstream connection number that answered, after checking the answer is a 200.
-async fn answered_on(client: &reqwest::Client, url: &str) -> Result<String> {
-    let response = client.get(url).send().await?;
-    let status = response.status();
-    let body = response.text().await?;
+async fn answered_on(client: &Client, path: &str) -> Result<String> {
+    let (status, body) = get(client, path).await?;
     anyhow::ensure!(status == 200, "{status}: {body}");
     Ok(body)
 }
@@ -174,29 +200,29 @@ async fn start(
 async fn a_client_connection_keeps_its_upstream_connection_and_hands_it_on_when_idle() -> Result<()>
 {
     let (pki, upstream, proxy) = start("lane", Close::Never, &[]).await?;
-    let url = proxy.url("/");
-    let first = http1_client(&pki.ca_pem)?;
+    let url = "/";
+    let first = http1_client(&pki.ca_pem, &proxy).await?;
     for _ in 0..3 {
-        assert_eq!(answered_on(&first, &url).await?, "1");
+        assert_eq!(answered_on(&first, url).await?, "1");
     }
     // Idle, the client connection parks; its next request still goes on the same connection.
     parked(&proxy, 1.0).await?;
-    assert_eq!(answered_on(&first, &url).await?, "1");
+    assert_eq!(answered_on(&first, url).await?, "1");
     // Parked again, it has handed the upstream connection on: a new client connection uses
     // it instead of opening one.
     parked(&proxy, 1.0).await?;
-    let second = http1_client(&pki.ca_pem)?;
-    assert_eq!(answered_on(&second, &url).await?, "1");
+    let second = http1_client(&pki.ca_pem, &proxy).await?;
+    assert_eq!(answered_on(&second, url).await?, "1");
     // Both busy at once: two upstream connections.
-    let slow = proxy.url("/slow");
-    let (a, b) = tokio::join!(answered_on(&first, &slow), answered_on(&second, &slow));
+    let slow = "/slow";
+    let (a, b) = tokio::join!(answered_on(&first, slow), answered_on(&second, slow));
     let mut numbers = [a?, b?];
     numbers.sort();
     assert_eq!(numbers, ["1", "2"]);
     // Then taking turns, they need no third.
     for _ in 0..3 {
         for client in [&first, &second] {
-            let number = answered_on(client, &url).await?;
+            let number = answered_on(client, url).await?;
             assert!(
                 number == "1" || number == "2",
                 "answered on connection {number}"
@@ -215,17 +241,17 @@ async fn an_upstream_connection_closed_while_idle_is_never_used_again() -> Resul
         &[],
     )
     .await?;
-    let url = proxy.url("/");
-    let client = http1_client(&pki.ca_pem)?;
+    let url = "/";
+    let client = http1_client(&pki.ca_pem, &proxy).await?;
     for expected in ["1", "2", "3"] {
-        assert_eq!(answered_on(&client, &url).await?, expected);
+        assert_eq!(answered_on(&client, url).await?, expected);
         // The upstream closes the connection meanwhile, without a word.
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     // The same with a new client connection each time.
     for expected in ["4", "5"] {
-        let client = http1_client(&pki.ca_pem)?;
-        assert_eq!(answered_on(&client, &url).await?, expected);
+        let client = http1_client(&pki.ca_pem, &proxy).await?;
+        assert_eq!(answered_on(&client, url).await?, expected);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     Ok(())
@@ -234,9 +260,9 @@ async fn an_upstream_connection_closed_while_idle_is_never_used_again() -> Resul
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_closes_after_each_answer_gets_a_new_connection_each_time() -> Result<()> {
     let (pki, upstream, proxy) = start("lane-close", Close::AfterEachAnswer, &[]).await?;
-    let client = http1_client(&pki.ca_pem)?;
+    let client = http1_client(&pki.ca_pem, &proxy).await?;
     for expected in 1..=5 {
-        let body = answered_on(&client, &proxy.url("/")).await?;
+        let body = answered_on(&client, "/").await?;
         assert_eq!(body, expected.to_string());
     }
     assert_eq!(upstream.connections(), 5);
@@ -247,14 +273,14 @@ async fn an_upstream_that_closes_after_each_answer_gets_a_new_connection_each_ti
 async fn an_answer_given_up_on_never_reaches_the_next_request() -> Result<()> {
     let (pki, upstream, proxy) =
         start("lane-late", Close::Never, &["--upstream-timeout", "1"]).await?;
-    let client = http1_client(&pki.ca_pem)?;
-    let stalled = client.get(proxy.url("/stall")).send().await?;
-    assert_eq!(stalled.status(), 504);
+    let client = http1_client(&pki.ca_pem, &proxy).await?;
+    let (stalled, _) = get(&client, "/stall").await?;
+    assert_eq!(stalled, 504);
     // The same client connection's next requests: the connection that still owes the late
     // answer is closed, so they go on a new one, before and after that answer would come.
-    assert_eq!(answered_on(&client, &proxy.url("/")).await?, "2");
+    assert_eq!(answered_on(&client, "/").await?, "2");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(answered_on(&client, &proxy.url("/")).await?, "2");
+    assert_eq!(answered_on(&client, "/").await?, "2");
     assert_eq!(upstream.connections(), 2);
     Ok(())
 }
