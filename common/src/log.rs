@@ -65,7 +65,7 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// The same under load: after a write of at least [`BUSY_WRITE`] bytes. Each write cycle (the
 /// writer's sleep and wake-up, the `write` and the file's metadata) costs tens of
 /// microseconds whatever it carries; at 7,000 lines a second the writer's CPU per line was
-/// 3.2 µs with 2 ms, 1.6 µs with 5 ms, 0.6–1.3 µs with 10 ms.
+/// 2.5–3.4 µs with 2 ms, 1.2–1.9 µs with 5 ms, 0.6–1.3 µs with 10 ms.
 const GATHER_BUSY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A write this large means lines are coming fast (4 KiB in 2 ms: about 6,000 access lines a

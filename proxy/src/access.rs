@@ -288,17 +288,19 @@ mod tests {
         assert!(written.contains("user=alice \"a\"\\u{202e}\\n auth_method="));
     }
 
+    /// What `write` puts in a line through [`Fields`], in JSON or text.
+    fn field(json: bool, write: impl FnOnce(&mut Fields<'_>)) -> String {
+        let mut out = String::new();
+        write(&mut Fields {
+            out: &mut out,
+            json,
+        });
+        out
+    }
+
     #[test]
     fn peers_are_quoted_in_json_only() {
-        let peer = |json| {
-            let mut out = String::new();
-            Fields {
-                out: &mut out,
-                json,
-            }
-            .address(key!("peer"), "::1");
-            out
-        };
+        let peer = |json| field(json, |f| f.address(key!("peer"), "::1"));
         assert_eq!(peer(true), ",\"peer\":\"::1\"");
         assert_eq!(peer(false), " peer=::1");
     }
@@ -324,13 +326,9 @@ mod tests {
     #[test]
     fn milliseconds_are_the_shortest_decimal() {
         let ms = |micros| {
-            let mut out = String::new();
-            Fields {
-                out: &mut out,
-                json: false,
-            }
-            .millis(key!("d"), Duration::from_micros(micros));
-            out
+            field(false, |f| {
+                f.millis(key!("d"), Duration::from_micros(micros))
+            })
         };
         assert_eq!(ms(390), " d=0.39");
         assert_eq!(ms(12_000), " d=12.0");

@@ -23,7 +23,7 @@ fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
     {
         return id.clone();
     }
-    http::HeaderValue::from_str(&kms_common::hex::encode_lower(&random_bits()))
+    http::HeaderValue::try_from(kms_common::hex::encode_lower(&random_bits()))
         .unwrap_or(http::HeaderValue::from_static("-"))
 }
 

@@ -52,11 +52,16 @@ impl IdlePool {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a connection idle since `since` may still carry a request.
+    fn usable(&self, stream: &UpstreamStream, since: Instant) -> bool {
+        since.elapsed() < self.timeout && stream.is_open()
+    }
+
     /// The connection most recently put back that is still open, if any.
     fn take(&self) -> Option<UpstreamStream> {
         let mut streams = self.lock();
         while let Some((stream, since)) = streams.pop_back() {
-            if since.elapsed() < self.timeout && stream.is_open() {
+            if self.usable(&stream, since) {
                 return Some(stream);
             }
         }
@@ -67,7 +72,7 @@ impl IdlePool {
     /// then, so that none lingers when no lane comes for it).
     pub fn sweep(&self) {
         self.lock()
-            .retain(|(stream, since)| since.elapsed() < self.timeout && stream.is_open());
+            .retain(|(stream, since)| self.usable(stream, *since));
     }
 
     fn put(&self, stream: UpstreamStream) {
